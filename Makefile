@@ -1,0 +1,48 @@
+# Loopline's one list of tasks. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+UV := $(CURDIR)/.tools/bin/uv
+VENV_STAMP := .venv/.synced
+RUN := $(UV) run --frozen --no-sync
+PYTEST_ARGS ?=
+
+# uv uses the machine's python3 (3.11); it never downloads an interpreter.
+export UV_PYTHON ?= python3.11
+export UV_PYTHON_DOWNLOADS := never
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: help setup demo test test-unit check fmt clean
+
+help: ## List the tasks
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
+
+$(UV):
+	python3 scripts/bootstrap_uv.py $(dir $(UV))
+
+$(VENV_STAMP): $(UV) uv.lock pyproject.toml
+	$(UV) sync --frozen
+	@touch $@
+
+setup: $(VENV_STAMP) ## Install uv and the locked virtualenv (.venv)
+
+demo: $(VENV_STAMP) ## Generate demo data if needed, then train, evaluate and register a model
+	$(RUN) loopline demo
+
+test: $(VENV_STAMP) ## Run the whole test suite (unit and integration)
+	$(RUN) pytest $(PYTEST_ARGS)
+
+test-unit: $(VENV_STAMP) ## Run the fast tests only (no services started)
+	$(RUN) pytest -m "not integration" $(PYTEST_ARGS)
+
+check: $(VENV_STAMP) ## Lint, format check and type check
+	$(RUN) ruff check .
+	$(RUN) ruff format --check .
+	$(RUN) mypy pipelines steps serving scripts tests
+
+fmt: $(VENV_STAMP) ## Apply ruff's fixes and formatting
+	$(RUN) ruff check --fix .
+	$(RUN) ruff format .
+
+clean: ## Remove the local state (MLflow db, artifacts, bentos) and caches
+	rm -rf .loopline .pytest_cache .mypy_cache .ruff_cache

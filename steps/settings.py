@@ -1,0 +1,160 @@
+"""Loopline's typed settings: the only place that reads the environment.
+
+Layers, later wins: defaults in code, then ``LOOPLINE_*`` environment variables (nested with
+``__``, e.g. ``LOOPLINE_GATE__MIN_ROC_AUC=0.8``), then CLI flags passed as overrides to
+:func:`load_settings`. With no configuration at all everything lives under one local state
+directory (``.loopline/``): a SQLite MLflow tracking store and registry and a local artifact store.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from steps.errors import ConfigError
+
+ENV_PREFIX = "LOOPLINE_"
+ModelKind = Literal["xgboost", "sklearn-logreg", "sklearn-hgb"]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class S3Settings(_Section):
+    """How to reach S3 or an S3-compatible store (MinIO, moto, Ceph)."""
+
+    endpoint_url: str | None = Field(None, description="e.g. http://minio:9000; unset for AWS")
+    region: str = "us-east-1"
+
+
+class DataSettings(_Section):
+    """Where the training data is and which columns matter."""
+
+    uri: str | None = Field(None, description="CSV or Parquet path or s3:// URI; unset: demo data")
+    target: str = "churned"
+    features: tuple[str, ...] | None = Field(None, description="unset: every non-id column")
+    id_columns: tuple[str, ...] = ("customer_id", "event_timestamp")
+
+
+class TrainSettings(_Section):
+    """The estimator and its hyper-parameters."""
+
+    model_kind: ModelKind = "xgboost"
+    test_size: float = Field(0.2, gt=0.0, lt=1.0)
+    n_estimators: int = Field(200, ge=1, le=10_000)
+    max_depth: int = Field(6, ge=1, le=32)
+    learning_rate: float = Field(0.1, gt=0.0, le=1.0)
+    reference_rows: int = Field(5_000, ge=100, description="training rows kept as drift reference")
+
+
+class GateSettings(_Section):
+    """The quality gate a challenger must pass."""
+
+    metric: Literal["roc_auc", "pr_auc", "log_loss_neg"] = "roc_auc"
+    min_value: float = Field(0.70, description="absolute minimum of the gate metric")
+    max_regression: float = Field(0.01, ge=0.0, description="largest drop allowed vs champion")
+
+
+class Settings(BaseSettings):
+    """Every setting of a Loopline run; see the README's configuration table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    state_dir: Path = Field(Path(".loopline"), description="local state: MLflow db, artifacts")
+    tracking_uri: str | None = Field(None, description="unset: sqlite under state_dir")
+    artifact_store: str | None = Field(None, description="file:// or s3:// root; unset: local")
+    model_name: str = Field("churn", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+    experiment: str = "loopline"
+    seed: int = Field(42, ge=0, le=2**32 - 1)
+    s3: S3Settings = S3Settings()
+    data: DataSettings = DataSettings()
+    train: TrainSettings = TrainSettings()
+    gate: GateSettings = GateSettings()
+
+    @field_validator("tracking_uri")
+    @classmethod
+    def _tracking_scheme(cls, value: str | None) -> str | None:
+        allowed = ("sqlite:///", "http://", "https://", "file://", "databricks")
+        if value is not None and not value.startswith(allowed):
+            raise ValueError(f"expected a URI starting with one of {', '.join(allowed)}")
+        return value
+
+    @field_validator("artifact_store")
+    @classmethod
+    def _artifact_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("file://", "s3://")):
+            raise ValueError("expected a file:// or s3:// URI")
+        return value
+
+    @property
+    def state_path(self) -> Path:
+        """The state directory as an absolute path (not created here)."""
+        return self.state_dir.expanduser().resolve()
+
+    @property
+    def resolved_tracking_uri(self) -> str:
+        """The MLflow tracking (and registry) URI: configured, or SQLite under the state dir."""
+        return self.tracking_uri or f"sqlite:///{self.state_path / 'mlflow.db'}"
+
+    @property
+    def resolved_artifact_store(self) -> str:
+        """The artifact store root URI, without a trailing slash."""
+        store = self.artifact_store or (self.state_path / "artifacts").as_uri()
+        return store.rstrip("/")
+
+    @property
+    def tracking_is_local(self) -> bool:
+        """True when MLflow runs embedded (SQLite or file store) rather than as a server."""
+        return not self.resolved_tracking_uri.startswith(("http://", "https://", "databricks"))
+
+
+def env_name(loc: tuple[int | str, ...]) -> str:
+    """Return the environment variable that sets the field at pydantic location ``loc``."""
+    return ENV_PREFIX + "__".join(str(part) for part in loc if not isinstance(part, int)).upper()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings from defaults, the environment and ``overrides`` (CLI flags).
+
+    Overrides are nested dicts or values keyed like the fields; ``None`` means "not given".
+
+    Raises:
+        ConfigError: naming every bad setting, its environment variable and expected form.
+    """
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        base = Settings()
+        if not given:
+            return base
+        merged = _deep_merge(base.model_dump(), given)
+        return Settings.model_validate(merged)
+    except ValidationError as err:
+        raise ConfigError(describe_validation_error(err)) from err
+
+
+def describe_validation_error(err: ValidationError) -> str:
+    """Render a pydantic error as one line per setting: name, expected form, value given."""
+    lines = ["invalid settings:"]
+    for problem in err.errors():
+        name = env_name(problem["loc"])
+        lines.append(f"  {name}: {problem['msg']} (got {problem.get('input')!r})")
+    return "\n".join(lines)
+
+
+def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
