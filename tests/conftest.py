@@ -1,0 +1,5 @@
+"""Shared pytest configuration: fixture plugins live in tests/fixtures/, one module per service."""
+
+pytest_plugins = [
+    "tests.fixtures.common",
+]
