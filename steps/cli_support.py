@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import functools
+import logging
+import os
+import warnings
 from collections.abc import Callable
 from typing import ParamSpec, TypeVar
 
@@ -14,7 +17,23 @@ from steps.errors import LooplineError
 P = ParamSpec("P")
 R = TypeVar("R")
 
-console = Console(stderr=True, highlight=False)
+console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+# MLflow's INFO chatter and per-file download bars drown the step's own progress lines.
+_QUIET_LOGGERS = ("mlflow", "alembic", "botocore", "urllib3")
+# Warnings these emit on every model log (pickling our own installed class, pip version) are
+# about choices made deliberately here, see steps/pyfunc.py.
+_SILENT_LOGGERS = ("mlflow.pyfunc", "mlflow.utils.environment")
+
+
+def quiet_libraries() -> None:
+    """Keep third-party logging at WARNING and turn off MLflow's download progress bars."""
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for name in _SILENT_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\.")
 
 
 def new_app(help_text: str) -> typer.Typer:
@@ -29,13 +48,13 @@ def new_app(help_text: str) -> typer.Typer:
 
 
 def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn a :class:`LooplineError` into a one-paragraph message and its exit code.
-
-    Anything else is a bug and keeps its traceback.
+    """Run a CLI command: quiet third-party logs, and turn a :class:`LooplineError` into a
+    one-paragraph message and its exit code. Anything else is a bug and keeps its traceback.
     """
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        quiet_libraries()
         try:
             return func(*args, **kwargs)
         except LooplineError as err:

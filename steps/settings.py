@@ -54,8 +54,8 @@ class TrainSettings(_Section):
 class GateSettings(_Section):
     """The quality gate a challenger must pass."""
 
-    metric: Literal["roc_auc", "pr_auc", "log_loss_neg"] = "roc_auc"
-    min_value: float = Field(0.70, description="absolute minimum of the gate metric")
+    metric: Literal["roc_auc", "pr_auc"] = "roc_auc"
+    min_value: float = Field(0.70, ge=0.0, le=1.0, description="absolute minimum of the metric")
     max_regression: float = Field(0.01, ge=0.0, description="largest drop allowed vs champion")
 
 
@@ -75,6 +75,7 @@ class Settings(BaseSettings):
     model_name: str = Field("churn", pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
     experiment: str = "loopline"
     seed: int = Field(42, ge=0, le=2**32 - 1)
+    git_commit: str | None = Field(None, description="source commit; unset: ask git")
     s3: S3Settings = S3Settings()
     data: DataSettings = DataSettings()
     train: TrainSettings = TrainSettings()
@@ -125,7 +126,8 @@ def env_name(loc: tuple[int | str, ...]) -> str:
 def load_settings(**overrides: Any) -> Settings:
     """Build the settings from defaults, the environment and ``overrides`` (CLI flags).
 
-    Overrides are nested dicts or values keyed like the fields; ``None`` means "not given".
+    Overrides are nested dicts or values keyed like the fields; ``None`` at any depth means
+    "not given" and keeps the lower layer's value.
 
     Raises:
         ConfigError: naming every bad setting, its environment variable and expected form.
@@ -153,6 +155,8 @@ def describe_validation_error(err: ValidationError) -> str:
 def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for key, value in overrides.items():
+        if value is None:
+            continue
         if isinstance(value, dict) and isinstance(merged.get(key), dict):
             merged[key] = _deep_merge(merged[key], value)
         else:

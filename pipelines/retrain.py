@@ -1,0 +1,304 @@
+"""The retrain pipeline: train -> evaluate -> register -> build -> containerize.
+
+Three resources share it:
+
+- WorkflowTemplate ``retrain`` (:func:`retrain_template`): the DAG and its parameters.
+- CronWorkflow ``retrain-schedule`` (:func:`retrain_schedule`): runs the template weekly.
+- Workflow ``retrain-`` (:func:`retrain_submit`): the file ``argo submit`` takes.
+
+The DAG is built from a list of :class:`Stage` (:func:`retrain_stages`). Later stages (canary
+deploy, promotion) are appended to that list with :data:`PROMOTE_WHEN` as their gate; nothing
+already there is rewired.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, get_args
+
+from hera.workflows import DAG, Container, CronWorkflow, Parameter, Task, Workflow, WorkflowTemplate
+from hera.workflows.models import (
+    DAGTask,
+    LabelValueFrom,
+    PodGC,
+    TTLStrategy,
+    WorkflowMetadata,
+    WorkflowTemplateRef,
+)
+
+from pipelines.templates import (
+    BUILDER_IMAGE,
+    PIPELINE_IMAGE,
+    SERVICE_ACCOUNT,
+    PodProfile,
+    buildkit_security_context,
+    step_template,
+    task_output,
+    workflow_parameter,
+)
+from steps.settings import DataSettings, GateSettings, ModelKind, Settings, TrainSettings
+
+TEMPLATE_NAME = "retrain"
+SCHEDULE_NAME = "retrain-schedule"
+ENTRYPOINT = "retrain"
+PROMOTE_WHEN = f"{task_output('evaluate', 'decision')} == promote"
+"""The gate of every task after ``evaluate``: it runs only when the challenger is promoted."""
+
+REASONS = ("manual", "schedule", "drift")
+WORKFLOW_DEADLINE_S = 4 * 3600
+SCHEDULES = ("0 3 * * 1",)
+"""Mondays 03:00 in :data:`TIMEZONE`."""
+TIMEZONE = "UTC"
+LABELS = {"app.kubernetes.io/part-of": "loopline", "app.kubernetes.io/component": "retrain"}
+REASON_LABEL = "loopline.dev/reason"
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One DAG task of the retrain pipeline and the container template it runs.
+
+    Attributes:
+        template: the container template; the task has the template's name.
+        arguments: input parameter name -> value (an Argo expression or a literal).
+        after: names of the tasks this one depends on (joined with ``&&``).
+        when: an Argo ``when`` condition, e.g. :data:`PROMOTE_WHEN`.
+    """
+
+    template: Container
+    arguments: Mapping[str, str]
+    after: tuple[str, ...] = ()
+    when: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.template.name:
+            raise ValueError("a stage's template needs a name")
+
+    @property
+    def name(self) -> str:
+        """The task's name: its template's name."""
+        return str(self.template.name)
+
+
+def run_parameters() -> list[Parameter]:
+    """Return the workflow parameters of the retrain pipeline, defaults taken from the settings.
+
+    Returns:
+        One parameter per thing a run varies, each with its default (and allowed values).
+    """
+    data, train, gate = DataSettings(), TrainSettings(), GateSettings()
+    seed = Settings.model_fields["seed"].default
+
+    def declare(name: str, default: str, description: str, enum: Sequence[str] = ()) -> Parameter:
+        allowed: list[Any] | None = list(enum) or None
+        return Parameter(name=name, value=default, description=description, enum=allowed)
+
+    return [
+        declare("data-uri", "s3://loopline/data/churn.parquet", "training data (CSV or Parquet)"),
+        declare("target", data.target, "label column"),
+        declare("model-kind", train.model_kind, "estimator", enum=get_args(ModelKind)),
+        declare("seed", str(seed), "random seed"),
+        declare("min-value", str(gate.min_value), "gate: absolute minimum of the metric"),
+        declare("max-regression", str(gate.max_regression), "gate: largest drop vs champion"),
+        declare("platforms", "linux/arm64", "image platforms (comma-separated)"),
+        declare("image-registry", "ghcr.io/loopline", "registry the model image is pushed to"),
+        declare("reason", "manual", "why this run started", enum=REASONS),
+        declare("drift-report-uri", "", "the drift report that started this run, if any"),
+        declare("image", PIPELINE_IMAGE, "pipeline image running the steps"),
+        declare("builder-image", BUILDER_IMAGE, "pipeline image with rootless BuildKit"),
+    ]
+
+
+def _model_stages() -> list[Stage]:
+    train = step_template(
+        "train",
+        flags=("data-uri", "target", "model-kind", "seed", "pipeline-run"),
+        outputs=("run_id", "data_hash", "model_uri"),
+        profile=PodProfile("1", "2Gi", "2", "4Gi", deadline_s=3600),
+        retry_limit=2,
+    )
+    evaluate = step_template(
+        "evaluate",
+        flags=("run-id", "min-value", "max-regression"),
+        switches=("--no-fail-on-reject",),
+        outputs=("decision", "reasons", "report_uri"),
+        archive_out_dir_as="evaluation",
+        profile=PodProfile("500m", "1Gi", "1", "2Gi", deadline_s=1200),
+        retry_limit=3,
+    )
+    register = step_template(
+        "register",
+        flags=("run-id", "pipeline-run"),
+        outputs=("model_version", "champion_set"),
+        profile=PodProfile("100m", "256Mi", "500m", "512Mi", deadline_s=600),
+        retry_limit=3,
+    )
+    return [
+        Stage(
+            train,
+            {
+                "data-uri": workflow_parameter("data-uri"),
+                "target": workflow_parameter("target"),
+                "model-kind": workflow_parameter("model-kind"),
+                "seed": workflow_parameter("seed"),
+                "pipeline-run": "{{workflow.name}}",
+            },
+        ),
+        Stage(
+            evaluate,
+            {
+                "run-id": task_output("train", "run_id"),
+                "min-value": workflow_parameter("min-value"),
+                "max-regression": workflow_parameter("max-regression"),
+            },
+            after=("train",),
+        ),
+        Stage(
+            register,
+            {"run-id": task_output("train", "run_id"), "pipeline-run": "{{workflow.name}}"},
+            after=("evaluate",),
+            when=PROMOTE_WHEN,
+        ),
+    ]
+
+
+def _packaging_stages() -> list[Stage]:
+    build = step_template(
+        "build",
+        flags=("model-version", "platform"),
+        outputs=("bento_tag", "archive_uri"),
+        archive_out_dir_as="bento",
+        profile=PodProfile("500m", "1Gi", "1", "3Gi", deadline_s=1800),
+        retry_limit=2,
+    )
+    # The step CLI runs in the pipeline-buildkit image (steps + rootless BuildKit binaries) on a
+    # native arm64 node, so one command line serves the cluster and the local runner (which
+    # answers image_ref=none when no builder is there, --skip-if-no-builder).
+    containerize = step_template(
+        "containerize",
+        flags=("archive-uri", "platforms", "registry"),
+        switches=("--builder", "buildkit", "--skip-if-no-builder"),
+        outputs=("image_ref", "image_built"),
+        profile=PodProfile("1", "2Gi", "2", "4Gi", deadline_s=3600),
+        retry_limit=2,
+        image=workflow_parameter("builder-image"),
+        env={"BUILDKITD_FLAGS": "--oci-worker-no-process-sandbox"},
+        security_context=buildkit_security_context(),
+        node_selector={"kubernetes.io/arch": "arm64"},
+    )
+    return [
+        Stage(
+            build,
+            {
+                "model-version": task_output("register", "model_version"),
+                "platform": workflow_parameter("platforms"),
+            },
+            after=("register",),
+            when=PROMOTE_WHEN,
+        ),
+        Stage(
+            containerize,
+            {
+                "archive-uri": task_output("build", "archive_uri"),
+                "platforms": workflow_parameter("platforms"),
+                "registry": workflow_parameter("image-registry"),
+            },
+            after=("build",),
+            when=PROMOTE_WHEN,
+        ),
+    ]
+
+
+def retrain_stages() -> list[Stage]:
+    """Return the retrain DAG's stages in order; append new stages (deploy, promote) here.
+
+    Returns:
+        A new list on every call, so callers may extend it without touching shared state.
+    """
+    return [*_model_stages(), *_packaging_stages()]
+
+
+def build_dag(stages: Sequence[Stage]) -> DAG:
+    """Return the DAG template running ``stages``, each after the stages it names.
+
+    Raises:
+        ValueError: when two stages share a name or one depends on a stage not listed before it.
+    """
+    seen: set[str] = set()
+    tasks: list[Task | DAGTask] = []
+    for stage in stages:
+        if stage.name in seen:
+            raise ValueError(f"stage {stage.name!r} is listed twice")
+        unknown = [name for name in stage.after if name not in seen]
+        if unknown:
+            raise ValueError(f"stage {stage.name!r} depends on {unknown}, not listed before it")
+        seen.add(stage.name)
+        tasks.append(
+            Task(
+                name=stage.name,
+                template=stage.template,
+                arguments=dict(stage.arguments) or None,
+                depends=" && ".join(stage.after) or None,
+                when=stage.when,
+            )
+        )
+    return DAG(name=ENTRYPOINT, tasks=tasks)
+
+
+def retrain_template(stages: Sequence[Stage] | None = None) -> WorkflowTemplate:
+    """Return the ``retrain`` WorkflowTemplate.
+
+    Args:
+        stages: the DAG's stages; ``None`` means :func:`retrain_stages`.
+
+    Returns:
+        The template with its parameters, deadlines, pod GC, TTL and service account.
+
+    Raises:
+        ValueError: from :func:`build_dag` when the stages are mis-wired.
+    """
+    chosen = list(stages) if stages is not None else retrain_stages()
+    return WorkflowTemplate(
+        name=TEMPLATE_NAME,
+        labels=dict(LABELS),
+        entrypoint=ENTRYPOINT,
+        arguments=run_parameters(),
+        templates=[build_dag(chosen), *(stage.template for stage in chosen)],
+        service_account_name=SERVICE_ACCOUNT,
+        active_deadline_seconds=WORKFLOW_DEADLINE_S,
+        # Pods of a failed run stay for `kubectl logs` until the TTL removes the workflow.
+        pod_gc=PodGC(strategy="OnWorkflowSuccess"),
+        ttl_strategy=TTLStrategy(
+            seconds_after_success=24 * 3600, seconds_after_failure=7 * 24 * 3600
+        ),
+        workflow_metadata=WorkflowMetadata(
+            labels=dict(LABELS),
+            labels_from={REASON_LABEL: LabelValueFrom(expression="workflow.parameters.reason")},
+        ),
+    )
+
+
+def retrain_schedule() -> CronWorkflow:
+    """Return the ``retrain-schedule`` CronWorkflow: the template weekly, reason ``schedule``."""
+    return CronWorkflow(
+        name=SCHEDULE_NAME,
+        labels=dict(LABELS),
+        schedules=list(SCHEDULES),
+        timezone=TIMEZONE,
+        concurrency_policy="Forbid",
+        starting_deadline_seconds=600,
+        successful_jobs_history_limit=3,
+        failed_jobs_history_limit=5,
+        workflow_template_ref=WorkflowTemplateRef(name=TEMPLATE_NAME),
+        arguments=[Parameter(name="reason", value="schedule")],
+    )
+
+
+def retrain_submit() -> Workflow:
+    """Return the Workflow ``argo submit`` takes: the template, reason ``manual``, ``-p`` others."""
+    return Workflow(
+        generate_name=f"{TEMPLATE_NAME}-",
+        labels=dict(LABELS),
+        workflow_template_ref=WorkflowTemplateRef(name=TEMPLATE_NAME),
+        arguments=[Parameter(name="reason", value="manual")],
+    )

@@ -1,0 +1,214 @@
+"""Building blocks of Loopline's Argo workflows: one container template per step CLI.
+
+Every step runs as ``python -m steps.<name> --flag {{inputs.parameters.flag}} ... --out-dir
+/tmp/outputs`` and writes each output parameter to ``/tmp/outputs/<name>``; Argo reads them with
+``valueFrom.path``. Configuration that does not vary per run (MLflow URI, S3 endpoint, model name,
+credentials) reaches the pod as environment from the ``loopline-config`` ConfigMap and the
+``loopline-s3``/``loopline-mlflow`` Secrets (``k8s/pipeline/``).
+
+Only plain ``container`` templates are built here, with the fields the local runner also
+executes: no volumes, sidecars, ``podSpecPatch`` or exit handlers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from hera.workflows import (
+    ConfigMapEnvFrom,
+    Container,
+    Env,
+    Parameter,
+    Resources,
+    RetryStrategy,
+    S3Artifact,
+    SecretEnvFrom,
+)
+from hera.workflows.models import (
+    AppArmorProfile,
+    Backoff,
+    Capabilities,
+    SeccompProfile,
+    SecurityContext,
+    ValueFrom,
+)
+
+OUT_DIR = "/tmp/outputs"
+"""Where every step writes its output parameter files (``--out-dir``)."""
+
+PIPELINE_VERSION = "0.1.0"
+"""Tag of the images built from the repository's Dockerfile; kept equal to pyproject's version."""
+
+PIPELINE_IMAGE = f"ghcr.io/loopline/pipeline:{PIPELINE_VERSION}"
+"""Default of the ``image`` workflow parameter: the Dockerfile's ``pipeline`` target."""
+
+BUILDER_IMAGE = f"ghcr.io/loopline/pipeline-buildkit:{PIPELINE_VERSION}"
+"""Default of ``builder-image``: the Dockerfile's ``pipeline-buildkit`` target."""
+
+SERVICE_ACCOUNT = "loopline-pipeline"
+CONFIG_MAP = "loopline-config"
+S3_CREDENTIALS = "loopline-s3"
+MLFLOW_CREDENTIALS = "loopline-mlflow"
+RUN_AS_USER = 10001
+"""The non-root user of the pipeline images (Dockerfile ``USER``)."""
+
+ARTIFACT_KEY_PREFIX = "workflows/{{workflow.name}}"
+"""Key prefix of key-only S3 artifacts in the default artifact repository's bucket."""
+
+
+@dataclass(frozen=True)
+class PodProfile:
+    """What a step's pod may use: requests, limits and a deadline.
+
+    Quantities are Kubernetes strings (``"500m"``, ``"2Gi"``); the deadline covers all retries'
+    pods of one attempt each, so keep it above the step's slowest honest run.
+    """
+
+    cpu_request: str
+    memory_request: str
+    cpu_limit: str
+    memory_limit: str
+    deadline_s: int
+
+    def resources(self) -> Resources:
+        """Return the container's requests and limits."""
+        return Resources(
+            cpu_request=self.cpu_request,
+            memory_request=self.memory_request,
+            cpu_limit=self.cpu_limit,
+            memory_limit=self.memory_limit,
+        )
+
+
+def service_retry(limit: int, attempt_deadline_s: int) -> RetryStrategy:
+    """Return the retry strategy of a step that talks to MLflow, S3 or a registry.
+
+    ``Always`` retries failed and errored pods (a lost node, a refused connection) with
+    exponential backoff from 30 s (30 s, 60 s, 120 s, ...). ``maxDuration`` leaves room for every
+    attempt to use its whole deadline. IntOrString fields are rendered as strings, Argo's
+    canonical form, so the upstream schema accepts them unchanged.
+    """
+    max_duration_s = attempt_deadline_s * (limit + 1)
+    return RetryStrategy(
+        limit=str(limit),
+        retry_policy="Always",
+        backoff=Backoff(duration="30s", factor="2", max_duration=f"{max_duration_s}s"),
+    )
+
+
+def step_env_from() -> list[ConfigMapEnvFrom | SecretEnvFrom]:
+    """Return the env sources every step container reads its ``LOOPLINE_*`` settings from.
+
+    The MLflow credentials are optional: an MLflow server without authentication needs none.
+    """
+    return [
+        ConfigMapEnvFrom(name=CONFIG_MAP),
+        SecretEnvFrom(name=S3_CREDENTIALS),
+        SecretEnvFrom(name=MLFLOW_CREDENTIALS, optional=True),
+    ]
+
+
+def restricted_security_context() -> SecurityContext:
+    """Return the container security context of an ordinary step (Pod Security "restricted")."""
+    return SecurityContext(
+        allow_privilege_escalation=False,
+        capabilities=Capabilities(drop=["ALL"]),
+        run_as_non_root=True,
+        run_as_user=RUN_AS_USER,
+        seccomp_profile=SeccompProfile(type="RuntimeDefault"),
+    )
+
+
+def buildkit_security_context() -> SecurityContext:
+    """Return the security context rootless BuildKit needs to build images inside a pod.
+
+    rootlesskit creates a user namespace through the setuid ``newuidmap`` (privilege escalation
+    stays allowed) and the default seccomp and AppArmor profiles forbid that; this is BuildKit's
+    documented rootless pod setup (``examples/kubernetes/*.rootless.yaml``). Still non-root.
+    """
+    return SecurityContext(
+        run_as_non_root=True,
+        run_as_user=RUN_AS_USER,
+        run_as_group=RUN_AS_USER,
+        seccomp_profile=SeccompProfile(type="Unconfined"),
+        app_armor_profile=AppArmorProfile(type="Unconfined"),
+    )
+
+
+def output_path(name: str) -> str:
+    """Return the file a step writes output parameter ``name`` to."""
+    return f"{OUT_DIR}/{name}"
+
+
+def task_output(task: str, name: str) -> str:
+    """Return the Argo expression of output parameter ``name`` of DAG task ``task``."""
+    return f"{{{{tasks.{task}.outputs.parameters.{name}}}}}"
+
+
+def workflow_parameter(name: str) -> str:
+    """Return the Argo expression of workflow parameter ``name``."""
+    return f"{{{{workflow.parameters.{name}}}}}"
+
+
+def step_template(
+    step: str,
+    *,
+    flags: Sequence[str],
+    outputs: Sequence[str],
+    profile: PodProfile,
+    switches: Sequence[str] = (),
+    archive_out_dir_as: str | None = None,
+    retry_limit: int | None = None,
+    image: str = workflow_parameter("image"),
+    env: Mapping[str, str] | None = None,
+    security_context: SecurityContext | None = None,
+    node_selector: Mapping[str, str] | None = None,
+) -> Container:
+    """Return the container template that runs ``python -m steps.<step>``.
+
+    Args:
+        step: the step module under ``steps/``; also the template's name.
+        flags: the CLI flags taking a value (``"run-id"`` for ``--run-id``); each becomes an
+            input parameter of the same name, passed as ``--flag {{inputs.parameters.flag}}``.
+        outputs: output parameter names, read from ``/tmp/outputs/<name>``.
+        profile: requests, limits and the template's active deadline.
+        switches: value-less flags appended verbatim (``"--no-fail-on-reject"``).
+        archive_out_dir_as: when set, the whole out dir is also saved as a key-only S3 artifact
+            of this name under ``workflows/{{workflow.name}}/<step>/<name>.tgz``.
+        retry_limit: retries with backoff (for steps that talk to services); ``None``: none.
+        image: the image reference; by default the ``image`` workflow parameter.
+        env: plain environment variables the step's image needs (never secrets).
+        security_context: defaults to :func:`restricted_security_context`.
+        node_selector: e.g. ``{"kubernetes.io/arch": "arm64"}`` to pin a native builder.
+
+    Returns:
+        A Hera ``Container`` ready to be listed in a workflow's templates.
+    """
+    args: list[str] = []
+    for flag in flags:
+        args += [f"--{flag}", f"{{{{inputs.parameters.{flag}}}}}"]
+    args += [*switches, "--out-dir", OUT_DIR]
+    output_specs: list[Parameter | S3Artifact] = [
+        Parameter(name=name, value_from=ValueFrom(path=output_path(name))) for name in outputs
+    ]
+    if archive_out_dir_as is not None:
+        key = f"{ARTIFACT_KEY_PREFIX}/{step}/{archive_out_dir_as}.tgz"
+        output_specs.append(S3Artifact(name=archive_out_dir_as, path=OUT_DIR, key=key))
+    return Container(
+        name=step,
+        image=image,
+        command=["python", "-m", f"steps.{step}"],
+        args=args,
+        inputs=[Parameter(name=flag) for flag in flags],
+        outputs=output_specs,
+        env=[Env(name=name, value=value) for name, value in sorted((env or {}).items())] or None,
+        env_from=step_env_from(),
+        resources=profile.resources(),
+        active_deadline_seconds=str(profile.deadline_s),
+        retry_strategy=(
+            service_retry(retry_limit, profile.deadline_s) if retry_limit is not None else None
+        ),
+        security_context=security_context or restricted_security_context(),
+        node_selector=dict(node_selector) if node_selector else None,
+    )

@@ -1,0 +1,1 @@
+"""Operator and developer entry points, thin over steps/."""

@@ -1,0 +1,171 @@
+"""Loopline's BentoML service: ``bentoml serve serving.service:Loopline``.
+
+Two services run in one ``bentoml serve``:
+
+- ``Loopline`` (public): ``/predict`` (one row), ``/predict_batch`` (a JSON list of rows),
+  ``/metadata``, plus BentoML's ``/livez``, ``/readyz`` and ``/metrics``. It validates rows
+  against a pydantic model generated from the model's feature spec, encodes them, asks the scorer
+  and logs every scored row for drift monitoring. It never imports XGBoost.
+- ``Scorer`` (internal, reached through ``bentoml.depends``): a batchable ``predict_rows`` holding
+  the model. Concurrent ``/predict`` calls reach it as separate requests, so BentoML's adaptive
+  batcher scores them together in one ``inplace_predict``.
+
+The model and the knobs come from :mod:`serving.settings` (``LOOPLINE_SERVING__*``). Building
+the request schema needs the feature spec, so importing this module reads the settings and the
+model directory; it starts nothing.
+"""
+
+import functools
+import time
+import uuid
+from pathlib import Path
+from typing import Annotated, Any
+
+import bentoml
+import numpy as np
+from pydantic import Field
+
+from bentoml.exceptions import ServiceUnavailable
+
+from serving.batcher import MicroBatcher, Overloaded
+from serving.inference_log import InferenceLog, LoggedBatch, LogTarget
+from serving.lean_imports import block_training_imports
+from serving.model import ModelBundle, ModelDirError, load_predictor, read_model_dir
+from serving.schema import Prediction, ServiceMetadata, row_model, row_values
+from serving.settings import ServingSettings, load_serving_settings
+
+# Prometheus buckets that resolve a 50 ms latency SLO.
+DURATION_BUCKETS_S = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
+LABEL_THRESHOLD = 0.5
+
+SETTINGS: ServingSettings = load_serving_settings()
+if SETTINGS.lean_imports:
+    block_training_imports()
+
+
+def _model_ref(settings: ServingSettings) -> bentoml.models.BentoModel | None:
+    return None if settings.model_tag is None else bentoml.models.BentoModel(settings.model_tag)
+
+
+def _model_dir(settings: ServingSettings, ref: bentoml.models.BentoModel | None) -> Path:
+    if ref is None:
+        assert settings.model_dir is not None  # the settings require one of the two
+        return settings.model_dir
+    stored = ref.stored  # the local store only: never reach out to BentoCloud
+    if stored is None:
+        raise ModelDirError(
+            f"model {ref.tag} is not in the BentoML model store "
+            "(BENTOML_HOME); import it first, or set LOOPLINE_SERVING__MODEL_DIR"
+        )
+    return Path(stored.path)
+
+
+MODEL_REF = _model_ref(SETTINGS)
+BUNDLE: ModelBundle = read_model_dir(_model_dir(SETTINGS, MODEL_REF))
+Row = row_model(BUNDLE.spec)
+RowBatch = Annotated[list[Row], Field(min_length=1, max_length=SETTINGS.max_batch_rows)]  # type: ignore[valid-type]
+
+
+@bentoml.service(
+    name="loopline",
+    workers=SETTINGS.workers,
+    traffic={"timeout": 10},
+    metrics={"enabled": True, "duration": {"buckets": DURATION_BUCKETS_S}},
+    logging={"access": {"enabled": False}},
+)
+class Loopline:
+    """The public API: validate, encode, score through the batcher, log."""
+
+    if MODEL_REF is not None:
+        model = MODEL_REF
+
+    def __init__(self) -> None:
+        """Load the model, warm it up and start the inference log's writer thread."""
+        predictor = load_predictor(BUNDLE)
+        predictor.predict_proba(np.full((1, len(BUNDLE.spec.order)), np.nan, np.float32))
+        self._batcher = MicroBatcher(
+            predictor.predict_proba,
+            max_rows=SETTINGS.max_batch_rows,
+            max_wait_ms=SETTINGS.batch_max_latency_ms,
+            on_batch=_observe_batch,
+        )
+        self._log = InferenceLog(
+            LogTarget.parse(SETTINGS.log_dir, SETTINGS.s3_endpoint_url),
+            BUNDLE.spec,
+            BUNDLE.metadata.model_name,
+            BUNDLE.metadata.model_version,
+            flush_rows=SETTINGS.log_flush_rows,
+            flush_interval_s=SETTINGS.log_flush_interval_s,
+            capacity_rows=SETTINGS.log_queue_rows,
+            on_drop=_count_dropped_rows,
+        )
+        self._log.start()
+
+    @bentoml.api(route="/predict")
+    async def predict(self, row: Row, /) -> Prediction:  # type: ignore[valid-type]
+        """Score one row."""
+        (prediction,) = await self._score([row_values(row)])
+        return prediction
+
+    @bentoml.api(route="/predict_batch")
+    async def predict_batch(self, rows: RowBatch, /) -> list[Prediction]:
+        """Score a non-empty list of rows (at most LOOPLINE_SERVING__MAX_BATCH_ROWS)."""
+        return await self._score([row_values(row) for row in rows])
+
+    @bentoml.api(route="/metadata")
+    def metadata(self) -> ServiceMetadata:
+        """Describe the served model and the bento serving it."""
+        context = bentoml.server_context
+        bento_tag = f"{context.bento_name}:{context.bento_version}" if context.bento_name else None
+        return ServiceMetadata(**BUNDLE.metadata.model_dump(), bento_tag=bento_tag)
+
+    @bentoml.on_shutdown
+    def flush_inference_log(self) -> None:
+        """Write every logged row before the worker exits."""
+        self._log.close()
+
+    async def _score(self, rows: list[dict[str, Any]]) -> list[Prediction]:
+        features = BUNDLE.spec.encode_rows(rows)
+        try:
+            probabilities = await self._batcher.predict(features)
+        except Overloaded as err:
+            raise ServiceUnavailable(str(err)) from err
+        timestamp_ms = time.time_ns() // 1_000_000
+        row_ids = [uuid.uuid4().hex for _ in rows]
+        self._log.append(LoggedBatch(timestamp_ms, row_ids, probabilities, rows))
+        version = BUNDLE.metadata.model_version
+        return [
+            Prediction(
+                probability=float(p),
+                label=int(p >= LABEL_THRESHOLD),
+                model_version=version,
+                row_id=row_id,
+            )
+            for p, row_id in zip(probabilities, row_ids, strict=True)
+        ]
+
+
+def _count_dropped_rows(rows: int, reason: str) -> None:
+    _dropped_rows_counter().labels(reason=reason).inc(rows)
+
+
+def _observe_batch(requests: int, rows: int) -> None:
+    _batch_requests_histogram().observe(requests)
+
+
+@functools.cache
+def _batch_requests_histogram() -> Any:
+    return bentoml.metrics.Histogram(
+        name="loopline_batch_requests",
+        documentation="Requests scored together in one model call",
+        buckets=[1, 2, 4, 8, 16, 32, 64, 128, 256],
+    )
+
+
+@functools.cache
+def _dropped_rows_counter() -> Any:
+    return bentoml.metrics.Counter(
+        name="loopline_inference_log_dropped_rows",
+        documentation="Scored rows the inference log could not keep",
+        labelnames=["reason"],
+    )

@@ -1,0 +1,88 @@
+"""Serving's own typed settings: the only place the serving process reads the environment.
+
+Serving must not import ``steps/*`` (it would drag training libraries onto the request path), so
+it has this small pydantic-settings model with the prefix ``LOOPLINE_SERVING__``, e.g.
+``LOOPLINE_SERVING__MODEL_TAG=churn:abc123`` or ``LOOPLINE_SERVING__MODEL_DIR=/models/churn``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ENV_PREFIX = "LOOPLINE_SERVING__"
+
+
+class ServingConfigError(Exception):
+    """The serving settings are missing or invalid; the message names each setting."""
+
+
+class ServingSettings(BaseSettings):
+    """How the service finds its model, batches requests and logs inferences."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    model_tag: str | None = Field(None, description="BentoML model tag, e.g. churn:abc123")
+    model_dir: Path | None = Field(
+        None, description="a directory with model.ubj, feature_spec.json, metadata.json"
+    )
+    max_batch_rows: int = Field(1000, ge=1, le=100_000, description="rows per /predict_batch")
+    batch_max_size: int = Field(128, ge=2, le=10_000, description="adaptive batch, in rows")
+    batch_max_latency_ms: int = Field(
+        40, ge=1, le=60_000, description="queueing beyond this answers 503"
+    )
+    workers: int = Field(1, ge=1, le=64, description="worker processes of the public service")
+    log_dir: str = Field(
+        ".loopline/inference-log", description="local directory or s3://bucket/prefix"
+    )
+    log_flush_rows: int = Field(1000, ge=1, description="write a file once this many rows wait")
+    log_flush_interval_s: float = Field(5.0, gt=0, description="write a file at least this often")
+    log_queue_rows: int = Field(100_000, ge=1, description="rows buffered before dropping")
+    s3_endpoint_url: str | None = Field(None, description="e.g. http://minio:9000")
+    lean_imports: bool = Field(
+        False, description="refuse to import scikit-learn, pandas and MLflow in this process"
+    )
+
+    @field_validator("log_dir")
+    @classmethod
+    def _log_dir_form(cls, value: str) -> str:
+        if "://" in value and not value.startswith("s3://"):
+            raise ValueError("expected a local directory or an s3://bucket/prefix URI")
+        if value.startswith("s3://") and not value.removeprefix("s3://").split("/")[0]:
+            raise ValueError("expected s3://bucket/prefix with a bucket name")
+        return value
+
+    @model_validator(mode="after")
+    def _one_model_source(self) -> ServingSettings:
+        if (self.model_tag is None) == (self.model_dir is None):
+            raise ValueError(
+                f"set exactly one of {ENV_PREFIX}MODEL_TAG (a BentoML model tag) or "
+                f"{ENV_PREFIX}MODEL_DIR (a directory holding model.ubj, feature_spec.json "
+                "and metadata.json)"
+            )
+        return self
+
+
+def load_serving_settings() -> ServingSettings:
+    """Read the serving settings from the environment.
+
+    Returns:
+        The validated settings.
+
+    Raises:
+        ServingConfigError: naming every bad setting, its environment variable and the problem.
+    """
+    try:
+        return ServingSettings()
+    except ValidationError as err:
+        lines = ["invalid serving settings:"]
+        for problem in err.errors():
+            field = "__".join(str(part) for part in problem["loc"]).upper()
+            if field:
+                given = problem.get("input")
+                lines.append(f"  {ENV_PREFIX}{field}: {problem['msg']} (got {given!r})")
+            else:
+                lines.append(f"  {problem['msg'].removeprefix('Value error, ')}")
+        raise ServingConfigError("\n".join(lines)) from err

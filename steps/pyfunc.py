@@ -1,0 +1,35 @@
+"""The MLflow pyfunc wrapper: ``models:/NAME@alias`` predicts probabilities from raw rows.
+
+The logged model keeps the native files (``model.ubj`` or ``model.joblib`` and
+``feature_spec.json``) in one pyfunc artifact directory, ``artifacts/native/``, so the build step can take them out unchanged for
+serving, while any MLflow tool can score raw feature frames.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import mlflow.pyfunc
+
+from serving.features import FeatureSpec
+from steps.estimators import load_native
+
+NATIVE_ARTIFACT = "native"
+"""Name of the pyfunc artifact: a directory with the native model file and feature_spec.json."""
+
+
+class LooplineModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+    """Raw feature frame in, P(positive) out."""
+
+    def load_context(self, context: Any) -> None:
+        """Load the feature spec and the native model from the logged artifacts."""
+        native = Path(context.artifacts[NATIVE_ARTIFACT])
+        self._spec = FeatureSpec.load(native)
+        self._predict = load_native(native)
+
+    # No annotations: MLflow would turn them into a (wrong) schema; the signature is logged.
+    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+        """Return the positive-class probability for each row of ``model_input`` (a frame)."""
+        columns = {name: model_input[name].to_numpy() for name in self._spec.order}
+        return self._predict(self._spec.encode(columns))

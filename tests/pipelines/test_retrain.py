@@ -1,0 +1,349 @@
+"""Tests of pipelines/retrain.py and pipelines/templates.py, read from the rendered documents."""
+
+from __future__ import annotations
+
+import shlex
+import tomllib
+from pathlib import Path
+from typing import Any, get_args
+
+import pytest
+import yaml
+
+from pipelines.render import render_all
+from pipelines.retrain import (
+    PROMOTE_WHEN,
+    Stage,
+    build_dag,
+    retrain_stages,
+    retrain_template,
+)
+from pipelines.templates import OUT_DIR, PIPELINE_VERSION, PodProfile, step_template
+from steps.settings import ModelKind
+
+REPO = Path(__file__).resolve().parents[2]
+GATE = "{{tasks.evaluate.outputs.parameters.decision}} == promote"
+
+# The step CLI contract: flags taking a value, value-less switches, output parameters.
+STEP_CONTRACT: dict[str, tuple[list[str], list[str], set[str]]] = {
+    "train": (
+        ["--data-uri", "--target", "--model-kind", "--seed", "--pipeline-run"],
+        [],
+        {"run_id", "data_hash", "model_uri"},
+    ),
+    "evaluate": (
+        ["--run-id", "--min-value", "--max-regression"],
+        ["--no-fail-on-reject"],
+        {"decision", "reasons", "report_uri"},
+    ),
+    "register": (["--run-id", "--pipeline-run"], [], {"model_version", "champion_set"}),
+    "build": (["--model-version", "--platform"], [], {"bento_tag", "archive_uri"}),
+    "containerize": (
+        ["--archive-uri", "--platforms", "--registry", "--builder"],
+        ["--skip-if-no-builder"],
+        {"image_ref", "image_built"},
+    ),
+}
+
+
+def _document(name: str) -> dict[str, Any]:
+    loaded: dict[str, Any] = yaml.safe_load(render_all()[name])
+    return loaded
+
+
+@pytest.fixture(scope="module")
+def template_spec() -> dict[str, Any]:
+    return _document("retrain.yaml")["spec"]
+
+
+def _templates(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {template["name"]: template for template in spec["templates"]}
+
+
+def _tasks(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    dag = _templates(spec)[spec["entrypoint"]]["dag"]
+    return {task["name"]: task for task in dag["tasks"]}
+
+
+def _parse_args(args: list[str]) -> tuple[dict[str, str], list[str]]:
+    """Split container args into ``--flag value`` pairs and value-less switches."""
+    values: dict[str, str] = {}
+    switches: list[str] = []
+    index = 0
+    while index < len(args):
+        flag = args[index]
+        assert flag.startswith("--"), f"expected a flag, got {flag!r} in {args}"
+        following = args[index + 1] if index + 1 < len(args) else None
+        if following is None or following.startswith("--"):
+            switches.append(flag)
+            index += 1
+        else:
+            values[flag] = following
+            index += 2
+    return values, switches
+
+
+def test_dag_edges_are_the_pipeline_order(template_spec: dict[str, Any]) -> None:
+    tasks = _tasks(template_spec)
+
+    edges = {(task.get("depends"), name) for name, task in tasks.items()}
+
+    assert edges == {
+        (None, "train"),
+        ("train", "evaluate"),
+        ("evaluate", "register"),
+        ("register", "build"),
+        ("build", "containerize"),
+    }
+
+
+def test_every_task_after_evaluate_is_gated_on_promote(template_spec: dict[str, Any]) -> None:
+    tasks = _tasks(template_spec)
+
+    gated = {name for name, task in tasks.items() if task.get("when") == GATE}
+
+    assert gated == {"register", "build", "containerize"}
+    assert "when" not in tasks["train"] and "when" not in tasks["evaluate"]
+    assert PROMOTE_WHEN == GATE
+
+
+def test_every_step_runs_its_cli_with_the_contract_flags(template_spec: dict[str, Any]) -> None:
+    templates = _templates(template_spec)
+    containers = {name: t for name, t in templates.items() if "container" in t}
+
+    assert set(containers) == set(STEP_CONTRACT)
+    for name, template in containers.items():
+        flags, switches, _ = STEP_CONTRACT[name]
+        container = template["container"]
+        values, found_switches = _parse_args(container["args"])
+        assert container["command"] == ["python", "-m", f"steps.{name}"], name
+        assert set(values) == {*flags, "--out-dir"}, name
+        assert values["--out-dir"] == OUT_DIR
+        assert found_switches == switches, name
+
+
+def test_step_flags_take_the_template_inputs(template_spec: dict[str, Any]) -> None:
+    for name, template in _templates(template_spec).items():
+        if "container" not in template:
+            continue
+        values, _ = _parse_args(template["container"]["args"])
+        inputs = {parameter["name"] for parameter in template["inputs"]["parameters"]}
+        from_inputs = {
+            flag[2:]: value for flag, value in values.items() if "inputs.parameters" in value
+        }
+        assert set(from_inputs) == inputs, name
+        for flag, value in from_inputs.items():
+            assert value == f"{{{{inputs.parameters.{flag}}}}}", name
+
+
+def test_outputs_are_read_from_files_in_the_out_dir(template_spec: dict[str, Any]) -> None:
+    for name, template in _templates(template_spec).items():
+        if "container" not in template:
+            continue
+        outputs = template["outputs"]
+        declared = {p["name"]: p["valueFrom"]["path"] for p in outputs["parameters"]}
+        assert set(declared) == STEP_CONTRACT[name][2], name
+        for parameter, path in declared.items():
+            assert path == f"{OUT_DIR}/{parameter}"
+        for artifact in outputs.get("artifacts", []):
+            assert artifact["path"].startswith(OUT_DIR)
+            assert set(artifact["s3"]) == {"key"}, "key-only: the repository decides the rest"
+            assert "{{workflow.name}}" in artifact["s3"]["key"]
+
+
+def test_evaluation_report_and_bento_are_key_only_artifacts(template_spec: dict[str, Any]) -> None:
+    templates = _templates(template_spec)
+
+    artifacts = {
+        name: [a["name"] for a in t["outputs"].get("artifacts", [])]
+        for name, t in templates.items()
+        if "container" in t
+    }
+
+    assert artifacts["evaluate"] == ["evaluation"]
+    assert artifacts["build"] == ["bento"]
+    assert artifacts["train"] == artifacts["register"] == artifacts["containerize"] == []
+
+
+def test_tasks_pass_outputs_of_the_tasks_they_depend_on(template_spec: dict[str, Any]) -> None:
+    tasks = _tasks(template_spec)
+
+    def argument(task: str, name: str) -> str:
+        values = {p["name"]: p["value"] for p in tasks[task]["arguments"]["parameters"]}
+        return values[name]
+
+    assert argument("evaluate", "run-id") == "{{tasks.train.outputs.parameters.run_id}}"
+    assert argument("register", "run-id") == "{{tasks.train.outputs.parameters.run_id}}"
+    assert argument("register", "pipeline-run") == "{{workflow.name}}"
+    assert argument("build", "model-version") == (
+        "{{tasks.register.outputs.parameters.model_version}}"
+    )
+    assert argument("containerize", "archive-uri") == (
+        "{{tasks.build.outputs.parameters.archive_uri}}"
+    )
+    assert argument("containerize", "registry") == "{{workflow.parameters.image-registry}}"
+
+
+def test_workflow_parameters_have_defaults_for_what_a_run_varies(
+    template_spec: dict[str, Any],
+) -> None:
+    parameters = {p["name"]: p for p in template_spec["arguments"]["parameters"]}
+
+    assert set(parameters) == {
+        "data-uri",
+        "target",
+        "model-kind",
+        "seed",
+        "min-value",
+        "max-regression",
+        "platforms",
+        "image-registry",
+        "reason",
+        "drift-report-uri",
+        "image",
+        "builder-image",
+    }
+    assert parameters["reason"]["value"] == "manual"
+    assert parameters["reason"]["enum"] == ["manual", "schedule", "drift"]
+    assert parameters["drift-report-uri"]["value"] == ""
+    assert parameters["model-kind"]["enum"] == list(get_args(ModelKind))
+    assert parameters["platforms"]["value"] == "linux/arm64"
+    assert parameters["image"]["value"] == "ghcr.io/loopline/pipeline:0.1.0"
+    assert all(isinstance(p["value"], str) for p in parameters.values())
+
+
+def test_image_tag_follows_the_project_version() -> None:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+
+    assert project["version"] == PIPELINE_VERSION
+
+
+def test_only_the_image_build_is_pinned_to_arm64_and_runs_the_builder_image(
+    template_spec: dict[str, Any],
+) -> None:
+    templates = _templates(template_spec)
+
+    pinned = {n for n, t in templates.items() if t.get("nodeSelector")}
+
+    assert pinned == {"containerize"}
+    assert templates["containerize"]["nodeSelector"] == {"kubernetes.io/arch": "arm64"}
+    assert templates["containerize"]["container"]["image"] == (
+        "{{workflow.parameters.builder-image}}"
+    )
+    assert templates["train"]["container"]["image"] == "{{workflow.parameters.image}}"
+
+
+def test_every_step_has_limits_deadline_retries_and_runs_as_non_root(
+    template_spec: dict[str, Any],
+) -> None:
+    for name, template in _templates(template_spec).items():
+        if "container" not in template:
+            continue
+        container = template["container"]
+        assert set(container["resources"]) == {"requests", "limits"}, name
+        assert set(container["resources"]["limits"]) == {"cpu", "memory"}, name
+        assert int(template["activeDeadlineSeconds"]) > 0, name
+        retry = template["retryStrategy"]
+        assert isinstance(retry["limit"], str) and int(retry["limit"]) >= 1, name
+        assert set(retry["backoff"]) == {"duration", "factor", "maxDuration"}, name
+        assert container["securityContext"]["runAsNonRoot"] is True, name
+        assert container["securityContext"]["runAsUser"] == 10001, name
+
+
+def test_the_template_sets_deadline_gc_ttl_and_service_account(
+    template_spec: dict[str, Any],
+) -> None:
+    assert template_spec["activeDeadlineSeconds"] == 4 * 3600
+    assert template_spec["podGC"] == {"strategy": "OnWorkflowSuccess"}
+    assert set(template_spec["ttlStrategy"]) == {"secondsAfterSuccess", "secondsAfterFailure"}
+    assert template_spec["serviceAccountName"] == "loopline-pipeline"
+    assert template_spec["workflowMetadata"]["labelsFrom"] == {
+        "loopline.dev/reason": {"expression": "workflow.parameters.reason"}
+    }
+
+
+def test_steps_read_settings_from_the_config_map_and_secrets(
+    template_spec: dict[str, Any],
+) -> None:
+    for template in _templates(template_spec).values():
+        if "container" not in template:
+            continue
+        env_from = template["container"]["envFrom"]
+        assert env_from == [
+            {"configMapRef": {"name": "loopline-config"}},
+            {"secretRef": {"name": "loopline-s3"}},
+            {"secretRef": {"name": "loopline-mlflow", "optional": True}},
+        ]
+        for variable in template["container"].get("env", []):
+            assert "SECRET" not in variable["name"] and "PASSWORD" not in variable["name"]
+
+
+def test_cron_workflow_runs_the_template_weekly_with_reason_schedule() -> None:
+    cron = _document("retrain-schedule.yaml")
+
+    spec = cron["spec"]
+    assert cron["kind"] == "CronWorkflow" and cron["metadata"]["name"] == "retrain-schedule"
+    assert spec["schedules"] == ["0 3 * * 1"] and "schedule" not in spec
+    assert spec["timezone"] == "UTC"
+    assert spec["concurrencyPolicy"] == "Forbid"
+    assert spec["startingDeadlineSeconds"] == 600
+    assert (spec["successfulJobsHistoryLimit"], spec["failedJobsHistoryLimit"]) == (3, 5)
+    assert spec["workflowSpec"] == {
+        "arguments": {"parameters": [{"name": "reason", "value": "schedule"}]},
+        "workflowTemplateRef": {"name": "retrain"},
+    }
+
+
+def test_submit_file_is_a_workflow_referencing_the_template() -> None:
+    submit = _document("retrain-submit.yaml")
+
+    assert submit["kind"] == "Workflow"
+    assert submit["metadata"]["generateName"] == "retrain-"
+    assert "name" not in submit["metadata"]
+    assert submit["spec"]["workflowTemplateRef"] == {"name": "retrain"}
+    assert submit["spec"]["arguments"]["parameters"] == [{"name": "reason", "value": "manual"}]
+
+
+def test_a_stage_appended_later_extends_the_dag_without_rewiring() -> None:
+    deploy = step_template(
+        "deploy",
+        flags=("image-ref",),
+        outputs=("canary",),
+        profile=PodProfile("100m", "128Mi", "200m", "256Mi", deadline_s=600),
+    )
+    stages = [
+        *retrain_stages(),
+        Stage(
+            deploy,
+            {"image-ref": "{{tasks.containerize.outputs.parameters.image_ref}}"},
+            after=("containerize",),
+            when=PROMOTE_WHEN,
+        ),
+    ]
+
+    spec = retrain_template(stages).to_dict()["spec"]
+
+    tasks = _tasks(spec)
+    assert list(tasks) == ["train", "evaluate", "register", "build", "containerize", "deploy"]
+    assert tasks["deploy"]["depends"] == "containerize"
+    assert tasks["deploy"]["when"] == GATE
+    assert _tasks(_document("retrain.yaml")["spec"]) == {
+        name: task for name, task in tasks.items() if name != "deploy"
+    }
+    assert shlex.join(_templates(spec)["deploy"]["container"]["command"]) == (
+        "python -m steps.deploy"
+    )
+
+
+def test_build_dag_rejects_a_dependency_not_listed_before() -> None:
+    train, evaluate, *_ = retrain_stages()
+
+    with pytest.raises(ValueError, match=r"stage 'evaluate' depends on \['train'\]"):
+        build_dag([evaluate, train])
+
+
+def test_build_dag_rejects_a_stage_listed_twice() -> None:
+    train, *_ = retrain_stages()
+
+    with pytest.raises(ValueError, match="stage 'train' is listed twice"):
+        build_dag([train, train])

@@ -1,0 +1,119 @@
+"""Train step: split and feature contract (unit), and a real run into local MLflow."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from steps import train
+from steps.data import load_dataset
+from steps.errors import ConfigError
+from tests.fixtures.training import TrainedRun, small_settings
+
+
+def test_split_is_stratified_seeded_and_disjoint(churn_parquet: Path) -> None:
+    dataset = load_dataset(str(churn_parquet), target="churned")
+    first_train, first_holdout = train.split(dataset, 0.25, seed=3)
+    again_train, _ = train.split(dataset, 0.25, seed=3)
+    other_train, _ = train.split(dataset, 0.25, seed=4)
+    assert len(first_holdout) == pytest.approx(0.25 * dataset.n_rows, abs=1)
+    assert first_train.equals(again_train)
+    assert not first_train.equals(other_train)
+    share = dataset.frame["churned"].mean()
+    assert first_holdout["churned"].mean() == pytest.approx(share, abs=0.01)
+
+
+def test_feature_spec_is_fitted_on_the_training_split_only(churn_parquet: Path) -> None:
+    dataset = load_dataset(str(churn_parquet), target="churned")
+    train_part, holdout = train.split(dataset, 0.25, seed=3)
+    column = dataset.categorical[0]
+    holdout = holdout.copy()
+    holdout.loc[0, column] = "never-seen-in-training"
+    spec = train.fit_spec(dataset, train_part)
+    assert "never-seen-in-training" not in spec.categorical[column]
+    encoded = train.encode(spec, holdout)
+    assert np.isnan(encoded[0, spec.order.index(column)])
+
+
+def test_run_without_data_uri_names_the_setting(tmp_path: Path) -> None:
+    settings = small_settings(tmp_path, Path("unused")).model_copy(
+        update={"data": small_settings(tmp_path, Path("x")).data.model_copy(update={"uri": None})}
+    )
+    with pytest.raises(ConfigError, match="LOOPLINE_DATA__URI"):
+        train.run(settings)
+
+
+@pytest.mark.integration
+def test_run_logs_params_metrics_model_and_lineage(trained_run: TrainedRun) -> None:
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from steps import tracking
+
+    tracking.connect(trained_run.settings)
+    run = MlflowClient().get_run(trained_run.run_id)
+    params, metrics, tags = run.data.params, run.data.metrics, run.data.tags
+    assert params["model_kind"] == "xgboost"
+    assert int(params["rows_train"]) + int(params["rows_holdout"]) == int(params["rows_total"])
+    assert len(params["data_hash"]) == 64
+    assert tags["loopline.data_hash"] == params["data_hash"]
+    assert tags["loopline.git_commit"]
+    assert 0.6 < metrics["holdout_roc_auc"] <= 1.0
+    artifacts = {a.path for a in MlflowClient().list_artifacts(trained_run.run_id)}
+    assert {"data", "reference"} <= artifacts
+    reference = pd.read_parquet(
+        mlflow.artifacts.download_artifacts(
+            run_id=trained_run.run_id, artifact_path=train.REFERENCE_ARTIFACT
+        )
+    )
+    assert train.PREDICTION_COLUMN in reference.columns
+    assert len(reference) == min(
+        trained_run.settings.train.reference_rows, int(params["rows_train"])
+    )
+    model = mlflow.pyfunc.load_model(f"runs:/{trained_run.run_id}/model")
+    signature_columns = model.metadata.get_input_schema().input_names()
+    assert signature_columns == params["features"].split(",")
+
+
+@pytest.mark.integration
+def test_pyfunc_and_native_model_give_identical_probabilities(trained_run: TrainedRun) -> None:
+    import mlflow
+
+    from serving.features import FeatureSpec
+    from steps import estimators, tracking
+
+    tracking.connect(trained_run.settings)
+    holdout = pd.read_parquet(
+        mlflow.artifacts.download_artifacts(
+            run_id=trained_run.run_id, artifact_path=train.HOLDOUT_ARTIFACT
+        )
+    )
+    native = Path(
+        mlflow.artifacts.download_artifacts(
+            run_id=trained_run.run_id, artifact_path="model/artifacts/native"
+        )
+    )
+    spec = FeatureSpec.load(native)
+    by_native = estimators.load_native(native)(train.encode(spec, holdout))
+    by_pyfunc = mlflow.pyfunc.load_model(f"runs:/{trained_run.run_id}/model").predict(holdout)
+    assert np.allclose(by_native, by_pyfunc, atol=1e-7)
+    assert 0.0 < by_native.min() < by_native.max() < 1.0
+
+
+@pytest.mark.integration
+def test_same_seed_same_model_different_seed_different_model(
+    tmp_path: Path, churn_parquet: Path, trained_run: TrainedRun
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    from steps import tracking
+
+    again = train.run(small_settings(tmp_path / "a", churn_parquet))
+    other = train.run(small_settings(tmp_path / "b", churn_parquet).model_copy(update={"seed": 9}))
+    tracking.connect(trained_run.settings)
+    first = MlflowClient().get_run(trained_run.run_id).data.metrics
+    assert again.metrics == {k: first[k] for k in again.metrics}
+    assert other.metrics["holdout_roc_auc"] != again.metrics["holdout_roc_auc"]
