@@ -12,7 +12,7 @@ export UV_PYTHON ?= python3.11
 export UV_PYTHON_DOWNLOADS := never
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup demo test test-unit check fmt clean
+.PHONY: help setup demo test test-unit check fmt clean render render-check validate
 
 help: ## List the tasks
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -43,6 +43,15 @@ check: $(VENV_STAMP) ## Lint, format check and type check
 fmt: $(VENV_STAMP) ## Apply ruff's fixes and formatting
 	$(RUN) ruff check --fix .
 	$(RUN) ruff format .
+
+render: $(VENV_STAMP) ## Render argo/*.yaml from the Hera definitions in pipelines/
+	$(RUN) python -m pipelines.render
+
+render-check: $(VENV_STAMP) ## Fail when argo/ differs from a fresh render
+	$(RUN) python -m pipelines.render --check
+
+validate: $(VENV_STAMP) ## Validate argo/ and k8s/ against their schemas, offline
+	$(RUN) python -m scripts.validate_manifests
 
 clean: ## Remove the local state (MLflow db, artifacts, bentos) and caches
 	rm -rf .loopline .pytest_cache .mypy_cache .ruff_cache

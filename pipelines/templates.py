@@ -61,8 +61,9 @@ ARTIFACT_KEY_PREFIX = "workflows/{{workflow.name}}"
 class PodProfile:
     """What a step's pod may use: requests, limits and a deadline.
 
-    Quantities are Kubernetes strings (``"500m"``, ``"2Gi"``); the deadline covers all retries'
-    pods of one attempt each, so keep it above the step's slowest honest run.
+    Quantities are Kubernetes strings (``"500m"``, ``"2Gi"``). ``deadline_s`` is the template's
+    ``activeDeadlineSeconds``: each attempt (retries included) gets that long, so keep it above
+    the step's slowest honest run.
     """
 
     cpu_request: str

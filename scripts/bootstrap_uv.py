@@ -28,7 +28,7 @@ def _index_request() -> urllib.request.Request:
     index = os.environ.get("UV_INDEX_URL") or os.environ.get("PIP_INDEX_URL") or ""
     base = index.rstrip("/") if index.startswith("http") else "https://pypi.org/simple"
     # PEP 691: the simple index as JSON, with each file's sha256.
-    return urllib.request.Request(
+    return urllib.request.Request(  # noqa: S310 - an https index URL, checked above
         f"{base}/uv/", headers={"Accept": "application/vnd.pypi.simple.v1+json"}
     )
 
@@ -43,8 +43,11 @@ def main() -> int:
         files = json.load(response)["files"]
     prefix = f"uv-{UV_VERSION}-py3-none-manylinux"
     wheel = next(
-        (f for f in files if f["filename"].startswith(prefix) and f["filename"].endswith(
-            f"_{arch}.whl")),
+        (
+            f
+            for f in files
+            if f["filename"].startswith(prefix) and f["filename"].endswith(f"_{arch}.whl")
+        ),
         None,
     )
     if wheel is None:

@@ -101,9 +101,9 @@ def schema_errors(
         if not (partial and error.validator == "required")
     ]
     metadata = document.get("metadata")
-    if not partial and isinstance(metadata, dict):
-        if not (metadata.get("name") or metadata.get("generateName")):
-            errors.append(("$.metadata", "a resource needs metadata.name (or generateName)"))
+    metadata = metadata if isinstance(metadata, dict) else {}
+    if not partial and not (metadata.get("name") or metadata.get("generateName")):
+        errors.append(("$.metadata", "a resource needs metadata.name (or generateName)"))
     errors += _artifact_repository_errors(document, catalog)
     return sorted(errors)
 

@@ -80,6 +80,24 @@ def read_model_dir(directory: Path) -> ModelBundle:
     )
 
 
+def check_servable(bundle: ModelBundle) -> ModelBundle:
+    """Refuse, before anything loads, a model kind this service cannot serve yet.
+
+    Returns:
+        ``bundle`` unchanged.
+
+    Raises:
+        ModelDirError: for a scikit-learn model (``model.pkl``).
+    """
+    if bundle.kind != "xgboost":
+        raise ModelDirError(
+            f"model kind {bundle.kind} is served only by a service image that installs "
+            f"scikit-learn, which this one does not; found {MODEL_FILES[bundle.kind]} in "
+            f"{bundle.directory}, expected {MODEL_FILES['xgboost']} (model kind xgboost)"
+        )
+    return bundle
+
+
 def load_predictor(bundle: ModelBundle) -> Predictor:
     """Load the model of ``bundle`` with its own library.
 
@@ -89,13 +107,8 @@ def load_predictor(bundle: ModelBundle) -> Predictor:
     Raises:
         ModelDirError: for a model kind this service cannot serve yet, or an unreadable model.
     """
-    if bundle.kind == "xgboost":
-        return XGBoostPredictor(bundle.directory / MODEL_FILES["xgboost"])
-    raise ModelDirError(
-        f"model kind {bundle.kind} is served only by a service image that installs "
-        f"scikit-learn, which this one does not; found {MODEL_FILES[bundle.kind]} in "
-        f"{bundle.directory}, expected {MODEL_FILES['xgboost']} (model kind xgboost)"
-    )
+    check_servable(bundle)
+    return XGBoostPredictor(bundle.directory / MODEL_FILES["xgboost"])
 
 
 class XGBoostPredictor:

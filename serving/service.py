@@ -1,14 +1,14 @@
 """Loopline's BentoML service: ``bentoml serve serving.service:Loopline``.
 
-Two services run in one ``bentoml serve``:
+Endpoints: ``/predict`` (one row), ``/predict_batch`` (a JSON list of rows), ``/metadata``, plus
+BentoML's ``/livez``, ``/readyz`` and ``/metrics``. A request row is validated against a pydantic
+model generated from the model's feature spec (so the API, its OpenAPI document and the training
+features cannot drift apart), encoded, scored and logged for drift monitoring.
 
-- ``Loopline`` (public): ``/predict`` (one row), ``/predict_batch`` (a JSON list of rows),
-  ``/metadata``, plus BentoML's ``/livez``, ``/readyz`` and ``/metrics``. It validates rows
-  against a pydantic model generated from the model's feature spec, encodes them, asks the scorer
-  and logs every scored row for drift monitoring. It never imports XGBoost.
-- ``Scorer`` (internal, reached through ``bentoml.depends``): a batchable ``predict_rows`` holding
-  the model. Concurrent ``/predict`` calls reach it as separate requests, so BentoML's adaptive
-  batcher scores them together in one ``inplace_predict``.
+Concurrent requests of a worker are scored together by :class:`~serving.batcher.MicroBatcher`
+inside the worker. BentoML's own adaptive batching needs a second service reached through
+``bentoml.depends``, which adds an HTTP hop per request: measured here it served ~220 req/s with
+503s at 32 connections, against ~700-900 req/s for in-process batching.
 
 The model and the knobs come from :mod:`serving.settings` (``LOOPLINE_SERVING__*``). Building
 the request schema needs the feature spec, so importing this module reads the settings and the
@@ -23,14 +23,19 @@ from typing import Annotated, Any
 
 import bentoml
 import numpy as np
-from pydantic import Field
-
 from bentoml.exceptions import ServiceUnavailable
+from pydantic import Field
 
 from serving.batcher import MicroBatcher, Overloaded
 from serving.inference_log import InferenceLog, LoggedBatch, LogTarget
 from serving.lean_imports import block_training_imports
-from serving.model import ModelBundle, ModelDirError, load_predictor, read_model_dir
+from serving.model import (
+    ModelBundle,
+    ModelDirError,
+    check_servable,
+    load_predictor,
+    read_model_dir,
+)
 from serving.schema import Prediction, ServiceMetadata, row_model, row_values
 from serving.settings import ServingSettings, load_serving_settings
 
@@ -61,7 +66,7 @@ def _model_dir(settings: ServingSettings, ref: bentoml.models.BentoModel | None)
 
 
 MODEL_REF = _model_ref(SETTINGS)
-BUNDLE: ModelBundle = read_model_dir(_model_dir(SETTINGS, MODEL_REF))
+BUNDLE: ModelBundle = check_servable(read_model_dir(_model_dir(SETTINGS, MODEL_REF)))
 Row = row_model(BUNDLE.spec)
 RowBatch = Annotated[list[Row], Field(min_length=1, max_length=SETTINGS.max_batch_rows)]  # type: ignore[valid-type]
 
@@ -116,12 +121,14 @@ class Loopline:
     def metadata(self) -> ServiceMetadata:
         """Describe the served model and the bento serving it."""
         context = bentoml.server_context
-        bento_tag = f"{context.bento_name}:{context.bento_version}" if context.bento_name else None
+        from_bento = context.bento_version not in ("", "not available")
+        bento_tag = f"{context.bento_name}:{context.bento_version}" if from_bento else None
         return ServiceMetadata(**BUNDLE.metadata.model_dump(), bento_tag=bento_tag)
 
     @bentoml.on_shutdown
-    def flush_inference_log(self) -> None:
+    async def flush_inference_log(self) -> None:
         """Write every logged row before the worker exits."""
+        await self._batcher.close()
         self._log.close()
 
     async def _score(self, rows: list[dict[str, Any]]) -> list[Prediction]:

@@ -146,7 +146,8 @@ def dataset_from_frame(
     labels, missing = _labels(frame[target], target)
     if missing.all():
         raise DataError(f"every row of {source} lacks a value in target column {target!r}")
-    kept = frame.loc[~missing, list(chosen)].reset_index(drop=True)
+    kept = frame.loc[~missing, list(chosen)] if missing.any() else frame[list(chosen)]
+    kept = kept.reset_index(drop=True)
     kinds: dict[str, FeatureKind] = {}
     for name in chosen:
         kinds[name], kept[name] = _typed_feature(name, kept[name])
@@ -214,7 +215,8 @@ def _fetch_s3(uri: str, s3: S3Settings) -> bytes:
     bucket, _, key = uri.removeprefix("s3://").partition("/")
     if not bucket or not key or key.endswith("/"):
         raise DataError(f"{uri} is not an s3://bucket/key URI of one file")
-    client = boto3.client(
+    # A fresh session resolves credentials now; boto3's default session caches them forever.
+    client = boto3.session.Session().client(
         "s3",
         endpoint_url=s3.endpoint_url,
         region_name=s3.region,

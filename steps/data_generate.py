@@ -253,6 +253,8 @@ def _recipe(
         raise ConfigError(f"rows must be at least 1 (got {rows})")
     if scenario not in SCENARIOS:
         raise ConfigError(f"unknown scenario {scenario!r}; expected one of {', '.join(SCENARIOS)}")
+    if not 0 <= seed < 2**63:
+        raise ConfigError(f"seed must be a non-negative integer (got {seed})")
     if not 0 <= extra_features <= 1000:
         raise ConfigError(f"extra_features must be between 0 and 1000 (got {extra_features})")
     if not math.isfinite(shift_sigma):
@@ -270,8 +272,13 @@ def _recipe(
         shift_sigma=shift_sigma,
         shift_features=tuple(shift_features) if scenario == "covariate" else (),
         extra_features=extra_features,
-        start=start or DEFAULT_START,
+        start=_as_utc(start or DEFAULT_START),
     )
+
+
+def _as_utc(moment: datetime) -> datetime:
+    """A naive datetime is taken as UTC, never as the machine's local time."""
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _extra_names(count: int) -> tuple[str, ...]:
@@ -301,8 +308,7 @@ def _table(recipe: _Recipe, first: int, last: int, total_rows: int) -> pa.Table:
         ),
     }
     for name in (*NUMERIC_FEATURES, *_extra_names(recipe.extra_features)):
-        values = columns[name]
-        arrays[name] = pa.array(values, from_pandas=True)
+        arrays[name] = pa.array(columns[name], from_pandas=True)
     for name, labels in CATEGORIES.items():
         vocabulary = labels + ((NEW_CATEGORY[1],) if name == NEW_CATEGORY[0] else ())
         codes = pa.array(columns[name].astype(np.int8))

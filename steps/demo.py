@@ -11,7 +11,7 @@ from typing import Annotated
 
 import typer
 
-from steps import evaluate, register, train, tracking
+from steps import evaluate, register, tracking, train
 from steps.cli_support import console, reports_errors
 from steps.data import generate_churn
 from steps.settings import Settings, load_settings

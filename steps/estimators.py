@@ -162,19 +162,33 @@ def _fit_sklearn(
     else:
         preprocess = ColumnTransformer(
             [
-                ("numeric", Pipeline([
-                    ("impute", SimpleImputer(strategy="median")),
-                    ("scale", StandardScaler()),
-                ]), numeric),
-                ("categorical", Pipeline([
-                    ("impute", SimpleImputer(strategy="constant", fill_value=-1)),
-                    ("onehot", OneHotEncoder(handle_unknown="ignore")),
-                ]), categorical),
+                (
+                    "numeric",
+                    Pipeline(
+                        [
+                            ("impute", SimpleImputer(strategy="median")),
+                            ("scale", StandardScaler()),
+                        ]
+                    ),
+                    numeric,
+                ),
+                (
+                    "categorical",
+                    Pipeline(
+                        [
+                            ("impute", SimpleImputer(strategy="constant", fill_value=-1)),
+                            ("onehot", OneHotEncoder(handle_unknown="ignore")),
+                        ]
+                    ),
+                    categorical,
+                ),
             ]
         )
-        estimator = Pipeline([
-            ("preprocess", preprocess),
-            ("model", LogisticRegression(max_iter=2000, random_state=seed)),
-        ])
+        estimator = Pipeline(
+            [
+                ("preprocess", preprocess),
+                ("model", LogisticRegression(max_iter=2000, random_state=seed)),
+            ]
+        )
     estimator.fit(matrix, labels)
     return estimator

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
@@ -162,7 +162,7 @@ def _run_param(run_id: str, name: str) -> str:
     return str(value)
 
 
-def _champion_version(model_name: str) -> object | None:
+def _champion_version(model_name: str) -> Any | None:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 

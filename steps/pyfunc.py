@@ -1,8 +1,8 @@
 """The MLflow pyfunc wrapper: ``models:/NAME@alias`` predicts probabilities from raw rows.
 
 The logged model keeps the native files (``model.ubj`` or ``model.joblib`` and
-``feature_spec.json``) in one pyfunc artifact directory, ``artifacts/native/``, so the build step can take them out unchanged for
-serving, while any MLflow tool can score raw feature frames.
+``feature_spec.json``) in one pyfunc artifact directory, ``artifacts/native/``, so the build
+step can take them out unchanged for serving, while any MLflow tool can score raw frames.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import mlflow.pyfunc
+from mlflow.pyfunc.model import PythonModel
 
 from serving.features import FeatureSpec
 from steps.estimators import load_native
@@ -19,7 +19,7 @@ NATIVE_ARTIFACT = "native"
 """Name of the pyfunc artifact: a directory with the native model file and feature_spec.json."""
 
 
-class LooplineModel(mlflow.pyfunc.PythonModel):  # type: ignore[misc]
+class LooplineModel(PythonModel):
     """Raw feature frame in, P(positive) out."""
 
     def load_context(self, context: Any) -> None:

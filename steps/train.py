@@ -182,8 +182,9 @@ def _log_run(
         "mlflow.source.git.commit": commit,
     }
     with (
-        mlflow.start_run(experiment_id=experiment_id, run_name=pipeline_run or None, tags=tags)
-        as active,
+        mlflow.start_run(
+            experiment_id=experiment_id, run_name=pipeline_run or None, tags=tags
+        ) as active,
         tempfile.TemporaryDirectory() as scratch,
     ):
         mlflow.log_params(
@@ -250,7 +251,9 @@ def main(
     out_dir: Annotated[Path, typer.Option(help="directory for output parameter files")],
     data_uri: Annotated[str | None, typer.Option(help="CSV/Parquet path or s3:// URI")] = None,
     target: Annotated[str | None, typer.Option(help="label column")] = None,
-    model_kind: Annotated[str | None, typer.Option(help="xgboost|sklearn-logreg|sklearn-hgb")] = None,
+    model_kind: Annotated[
+        str | None, typer.Option(help="xgboost|sklearn-logreg|sklearn-hgb")
+    ] = None,
     seed: Annotated[int | None, typer.Option(help="random seed")] = None,
     pipeline_run: Annotated[str, typer.Option(help="workflow name, for lineage")] = "",
 ) -> None:

@@ -296,7 +296,8 @@ class _Run:
                 raise WorkflowError(f"inputs.parameters.{parameter.name} was not supplied")
             if parameter.enum and value not in parameter.enum:
                 raise WorkflowError(
-                    f"inputs.parameters.{parameter.name}={value!r} is not one of {', '.join(parameter.enum)}"
+                    f"inputs.parameters.{parameter.name}={value!r} is not one of "
+                    f"{', '.join(parameter.enum)}"
                 )
             inputs[parameter.name] = value
         return inputs
@@ -340,7 +341,8 @@ class _Run:
     def abort_reason(self) -> str:
         if self.cancel.is_set():
             return "run cancelled"
-        return f"workflow deadline exceeded (activeDeadlineSeconds={self.workflow.active_deadline_s:g})"
+        seconds = self.workflow.active_deadline_s or 0
+        return f"workflow deadline exceeded (activeDeadlineSeconds={seconds:g})"
 
     @staticmethod
     def outcome(task: DagTask, node: NodeRecord) -> TaskOutcome:
@@ -365,10 +367,10 @@ class _Run:
         try:
             given = {p.name: substitute(p.value or p.default or "", scope) for p in task.parameters}
             artifacts = {a.name: self.artifact_uri(a.source, a.key, scope) for a in task.artifacts}
-            if task.when and not evaluate_when(substitute(task.when, scope)):
-                return self.new_node(
-                    name, display, called, "Skipped", f"when '{task.when}' evaluated false"
-                )
+            condition = substitute(task.when, scope) if task.when else ""
+            if condition and not evaluate_when(condition):
+                message = f"when '{condition}' evaluated false"
+                return self.new_node(name, display, called, "Skipped", message)
         except (UnresolvedReferenceError, ExpressionError) as err:
             return self.new_node(name, display, called, "Error", f"task {task.name!r}: {err}")
         pool = self.dag_pool if called.kind == "dag" else self.pod_pool

@@ -282,7 +282,9 @@ class _Loader:
         name = self.required_text(ref, ref_path, "name")
         if name in self.visiting:
             raise self.doc.error(ref_path, f"WorkflowTemplate {name!r} creates itself (a cycle)")
-        document = find_template_document(self.doc.file.parent, name, self.where(ref_path))
+        document = find_template_document(
+            self.doc.file.parent, name, self.where((*ref_path, "name"))
+        )
         base = _Loader(document, self.visiting | {name}).workflow()
         arguments = {parameter.name: parameter for parameter in base.arguments}
         for parameter in self.workflow_arguments(spec, path):
@@ -386,7 +388,8 @@ class _Loader:
         if len(kinds) != 1:
             raise self.doc.error(
                 path,
-                f"template {name!r} needs exactly one of container, script, dag, resource (found {', '.join(kinds) or 'none'})",
+                f"template {name!r} needs exactly one of container, script, dag, resource "
+                f"(found {', '.join(kinds) or 'none'})",
             )
         kind = kinds[0]
         inputs = self.mapping(data.get("inputs", {}), (*path, "inputs"), "inputs")
@@ -502,8 +505,10 @@ class _Loader:
         for index, task in enumerate(tasks.values()):
             missing = sorted(task.depends.tasks - set(tasks)) if task.depends else []
             if missing:
+                task_path = (*path, "tasks", index)
+                key = "depends" if (*task_path, "depends") in self.doc.lines else "dependencies"
                 raise self.doc.error(
-                    (*path, "tasks", index),
+                    (*task_path, key),
                     f"task {task.name!r} depends on unknown task(s) {', '.join(missing)}",
                 )
         cycle = _find_cycle(
@@ -586,7 +591,8 @@ class _Loader:
         if not match:
             raise self.doc.error(
                 (*path, key),
-                f"expected 'status.phase == Succeeded' or 'status.phase in (Failed, Error)', got {text!r}",
+                "expected 'status.phase == Succeeded' or 'status.phase in (Failed, Error)', "
+                f"got {text!r}",
             )
         operator, operand = match.groups()
         phases = frozenset(p.strip() for p in operand.strip("()").split(",") if p.strip())

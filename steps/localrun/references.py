@@ -15,6 +15,11 @@ from steps.localrun.expressions import references
 from steps.localrun.model import DagTask, Parameter, Template
 from steps.localrun.source import Document, FieldPath
 
+_SUPPORTED_REFERENCES = (
+    "the runner resolves workflow.parameters.X, workflow.name/uid/namespace/creationTimestamp, "
+    "inputs.parameters.X, retries, and in dag tasks tasks.T.outputs.parameters.X, "
+    "tasks.T.outputs.result, tasks.T.outputs.artifacts.X, tasks.T.status"
+)
 WORKFLOW_VARIABLES = frozenset(
     {"workflow.name", "workflow.uid", "workflow.namespace", "workflow.creationTimestamp"}
 )
@@ -127,7 +132,8 @@ class ReferenceChecker:
         if called is None:
             raise self.doc.error(
                 (*path, "template"),
-                f"task {task.name!r} calls unknown template {task.template!r} (templates: {', '.join(templates)})",
+                f"task {task.name!r} calls unknown template {task.template!r} "
+                f"(templates: {', '.join(templates)})",
             )
         inputs = {parameter.name: parameter for parameter in called.inputs}
         given = {parameter.name for parameter in task.parameters}
@@ -135,7 +141,8 @@ class ReferenceChecker:
             if parameter.name not in inputs:
                 raise self.doc.error(
                     (*path, "arguments", "parameters", index),
-                    f"template {called.name!r} has no input parameter {parameter.name!r} (inputs: {', '.join(inputs) or 'none'})",
+                    f"template {called.name!r} has no input parameter {parameter.name!r} "
+                    f"(inputs: {', '.join(inputs) or 'none'})",
                 )
         missing = [
             name
@@ -145,7 +152,8 @@ class ReferenceChecker:
         if missing:
             raise self.doc.error(
                 path,
-                f"task {task.name!r} does not supply input(s) {', '.join(missing)} of template {called.name!r}",
+                f"task {task.name!r} does not supply input(s) {', '.join(missing)} "
+                f"of template {called.name!r}",
             )
         artifact_inputs = {artifact.name: artifact for artifact in called.input_artifacts}
         for index, artifact in enumerate(task.artifacts):
@@ -159,7 +167,8 @@ class ReferenceChecker:
             if artifact.name not in supplied and artifact.key is None and not artifact.optional:
                 raise self.doc.error(
                     path,
-                    f"task {task.name!r} does not supply input artifact {artifact.name!r} of template {called.name!r}",
+                    f"task {task.name!r} does not supply input artifact {artifact.name!r} "
+                    f"of template {called.name!r}",
                 )
 
     def check_recursion(self, templates: Mapping[str, Template]) -> None:
@@ -168,7 +177,8 @@ class ReferenceChecker:
                 if task.template in trail:
                     raise self.doc.error(
                         self.paths[name],
-                        f"template {name!r} calls itself through {' -> '.join((*trail, task.template))}",
+                        f"template {name!r} calls itself through "
+                        f"{' -> '.join((*trail, task.template))}",
                     )
                 visit(task.template, (*trail, task.template))
 
@@ -189,7 +199,8 @@ class ReferenceChecker:
             return (
                 None
                 if known in parameters
-                else f"{{{{{name}}}}}: the workflow declares no parameter {known!r} (declared: {', '.join(sorted(parameters)) or 'none'})"
+                else f"{{{{{name}}}}}: the workflow declares no parameter {known!r} "
+                f"(declared: {', '.join(sorted(parameters)) or 'none'})"
             )
         if name.startswith("inputs.parameters."):
             known = name.removeprefix("inputs.parameters.")
@@ -203,7 +214,7 @@ class ReferenceChecker:
             return None
         if head == "tasks" and field.task is not None:
             return self.task_problem(name, rest, field, template, templates)
-        return f"unsupported reference {{{{{name}}}}} (the runner resolves workflow.parameters.X, workflow.name/uid/namespace/creationTimestamp, inputs.parameters.X, retries, and in dag tasks tasks.T.outputs.parameters.X / outputs.result / outputs.artifacts.X / status)"
+        return f"unsupported reference {{{{{name}}}}} ({_SUPPORTED_REFERENCES})"
 
     def task_problem(
         self, name: str, rest: str, field: _Field, dag: Template, templates: Mapping[str, Template]

@@ -69,7 +69,7 @@ class Workspace:
     def local_path(self, path: str) -> Path:
         """Where a template's (absolute or relative) file path lives for this node."""
         remapped = self.remap(path)
-        return Path(remapped) if os.path.isabs(remapped) else self.work / remapped
+        return Path(remapped) if Path(remapped).is_absolute() else self.work / remapped
 
     def argv(self, command: Iterable[str], args: Iterable[str]) -> list[str]:
         """The command line: re-rooted paths, and this interpreter for ``python``/``python3``."""

@@ -27,7 +27,7 @@ def test_committed_argo_dir_matches_a_fresh_render(capsys: pytest.CaptureFixture
     exit_code = main(["--check"])
 
     assert exit_code == 0, capsys.readouterr().err
-    assert DEFAULT_OUT_DIR == Path(__file__).resolve().parents[2] / "argo"
+    assert Path(__file__).resolve().parents[2] / "argo" == DEFAULT_OUT_DIR
 
 
 def test_each_file_has_the_header_then_one_resource_with_sorted_keys() -> None:

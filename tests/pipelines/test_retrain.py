@@ -53,7 +53,8 @@ def _document(name: str) -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def template_spec() -> dict[str, Any]:
-    return _document("retrain.yaml")["spec"]
+    spec: dict[str, Any] = _document("retrain.yaml")["spec"]
+    return spec
 
 
 def _templates(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -169,7 +170,9 @@ def test_tasks_pass_outputs_of_the_tasks_they_depend_on(template_spec: dict[str,
     tasks = _tasks(template_spec)
 
     def argument(task: str, name: str) -> str:
-        values = {p["name"]: p["value"] for p in tasks[task]["arguments"]["parameters"]}
+        values: dict[str, str] = {
+            p["name"]: p["value"] for p in tasks[task]["arguments"]["parameters"]
+        }
         return values[name]
 
     assert argument("evaluate", "run-id") == "{{tasks.train.outputs.parameters.run_id}}"

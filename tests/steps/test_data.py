@@ -140,6 +140,8 @@ def test_timestamps_stay_in_the_window_and_mostly_increase() -> None:
     assert (stamps.diff().dropna() >= pd.Timedelta(0)).mean() > 0.6
     assert stamps.is_monotonic_increasing is False  # jittered, like real event times
     assert churn_frame(10, seed=2)["event_timestamp"].min() >= pd.Timestamp(DEFAULT_START)
+    naive = churn_frame(10, seed=2, start=start.replace(tzinfo=None))  # taken as UTC
+    pd.testing.assert_frame_equal(naive, churn_frame(10, seed=2, start=start))
 
 
 def test_covariate_moves_only_the_shifted_features(baseline: pd.DataFrame) -> None:
@@ -241,6 +243,7 @@ def test_reference_std_matches_a_fresh_sample(baseline: pd.DataFrame) -> None:
         ({"scenario": "covariate", "shift_features": ("region",)}, "cannot shift region"),
         ({"scenario": "covariate", "shift_features": ("nope",)}, "features of the generator: "),
         ({"rows": 0}, "rows must be at least 1 (got 0)"),
+        ({"seed": -1}, "seed must be a non-negative integer (got -1)"),
         ({"shift_sigma": float("nan")}, "shift_sigma must be a finite number"),
     ],
 )

@@ -32,8 +32,16 @@ def test_first_challenger_is_promoted_and_report_is_logged(
     # Same model, same held-out rows: evaluation reproduces the train step's metric exactly.
     assert result.challenger_metrics["roc_auc"] == trained.metrics["holdout_roc_auc"]
     files = {Path(a.path).name for a in MlflowClient().list_artifacts(trained.run_id, "evaluation")}
-    assert files == {"metrics.json", "roc.png", "precision_recall.png", "calibration.png", "report.html"}
-    local = Path(mlflow.artifacts.download_artifacts(run_id=trained.run_id, artifact_path="evaluation"))
+    assert files == {
+        "metrics.json",
+        "roc.png",
+        "precision_recall.png",
+        "calibration.png",
+        "report.html",
+    }
+    local = Path(
+        mlflow.artifacts.download_artifacts(run_id=trained.run_id, artifact_path="evaluation")
+    )
     assert (local / "roc.png").read_bytes().startswith(b"\x89PNG")
     assert "data:image/png;base64" in (local / "report.html").read_text()
     logged = json.loads((local / "metrics.json").read_text())

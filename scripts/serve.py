@@ -1,0 +1,126 @@
+"""Serve a model on localhost with the Loopline BentoML service (what ``make serve`` runs).
+
+Usage::
+
+    python scripts/serve.py --model-tag churn:latest --port 3000
+    python scripts/serve.py --model-dir path/to/model-dir --port 3000
+
+It checks the model first (a clear error instead of a server traceback), then replaces itself
+with ``bentoml serve serving.service:Loopline``, configured through ``LOOPLINE_SERVING__*``:
+the model, ``LEAN_IMPORTS`` on (XGBoost is imported without scikit-learn, so a worker starts in
+seconds), and a bytecode cache under ``.loopline/pycache`` so later starts skip recompiling.
+Ctrl-C or SIGTERM stops the server, which first flushes the inference log.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from steps.cli_support import new_app, reports_errors
+from steps.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[1]
+SERVICE = "serving.service:Loopline"
+DEFAULT_TAG = "churn:latest"
+
+app = new_app("Serve a model with the Loopline BentoML service on localhost.")
+
+
+def serve_command(
+    *,
+    model_dir: Path | None,
+    model_tag: str | None,
+    host: str,
+    port: int,
+    workers: int,
+    log_dir: Path | None,
+    environ: dict[str, str],
+) -> tuple[list[str], dict[str, str]]:
+    """Return the ``bentoml serve`` argv and environment for the given model and address.
+
+    Raises:
+        ConfigError: if both a model directory and a tag are given.
+    """
+    if model_dir is not None and model_tag is not None:
+        raise ConfigError("give --model-dir or --model-tag, not both")
+    env = {key: value for key, value in environ.items() if not key.startswith("LOOPLINE_SERVING__")}
+    if model_dir is not None:
+        env["LOOPLINE_SERVING__MODEL_DIR"] = str(model_dir.resolve())
+    else:
+        env["LOOPLINE_SERVING__MODEL_TAG"] = model_tag or DEFAULT_TAG
+    env["LOOPLINE_SERVING__LEAN_IMPORTS"] = "true"
+    env["LOOPLINE_SERVING__WORKERS"] = str(workers)
+    if log_dir is not None:
+        env["LOOPLINE_SERVING__LOG_DIR"] = str(log_dir.resolve())
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env.setdefault("PYTHONPYCACHEPREFIX", str(REPO / ".loopline" / "pycache"))
+    env.setdefault("BENTOML_DO_NOT_TRACK", "True")
+    argv = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", host, "--port", str(port)]
+    return argv, env
+
+
+def check_model(model_dir: Path | None, model_tag: str | None) -> None:
+    """Fail early, with the reason, if the model cannot be served.
+
+    Raises:
+        ConfigError: if the directory is incomplete or the tag is not in the BentoML store.
+    """
+    from serving.model import ModelDirError, check_servable, read_model_dir
+
+    try:
+        if model_dir is not None:
+            check_servable(read_model_dir(model_dir))
+            return
+        import bentoml
+        from bentoml.exceptions import NotFound
+
+        try:
+            stored = bentoml.models.get(model_tag or DEFAULT_TAG)
+        except NotFound as err:
+            raise ConfigError(
+                f"model {model_tag or DEFAULT_TAG} is not in the BentoML model store "
+                f"(BENTOML_HOME); build it first or pass --model-dir: {err}"
+            ) from err
+        check_servable(read_model_dir(Path(stored.path)))
+    except ModelDirError as err:
+        raise ConfigError(str(err)) from err
+
+
+@app.command()
+@reports_errors
+def main(
+    model_dir: Annotated[
+        Path | None, typer.Option(help="directory with model.ubj, feature_spec.json, metadata.json")
+    ] = None,
+    model_tag: Annotated[
+        str | None, typer.Option(help=f"BentoML model tag [default: {DEFAULT_TAG}]")
+    ] = None,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=1, max=65535, help="port to listen on")] = 3000,
+    workers: Annotated[int, typer.Option(min=1, max=64, help="worker processes")] = 1,
+    log_dir: Annotated[
+        Path | None, typer.Option(help="inference log directory [default: .loopline/inference-log]")
+    ] = None,
+) -> None:
+    """Serve the model until Ctrl-C."""
+    argv, env = serve_command(
+        model_dir=model_dir,
+        model_tag=model_tag,
+        host=host,
+        port=port,
+        workers=workers,
+        log_dir=log_dir,
+        environ=dict(os.environ),
+    )
+    check_model(model_dir, model_tag)
+    os.chdir(REPO)
+    os.execve(argv[0], argv, env)
+
+
+if __name__ == "__main__":
+    app()
