@@ -19,7 +19,7 @@ from serving.features import FeatureSpec
 from steps.settings import ModelKind, TrainSettings
 
 XGBOOST_FILE = "model.ubj"
-SKLEARN_FILE = "model.joblib"
+SKLEARN_FILE = "model.pkl"
 
 
 class ProbabilityModel(Protocol):

@@ -1,6 +1,6 @@
 """The MLflow pyfunc wrapper: ``models:/NAME@alias`` predicts probabilities from raw rows.
 
-The logged model keeps the native files (``model.ubj`` or ``model.joblib`` and
+The logged model keeps the native files (``model.ubj`` or ``model.pkl`` and
 ``feature_spec.json``) in one pyfunc artifact directory, ``artifacts/native/``, so the build
 step can take them out unchanged for serving, while any MLflow tool can score raw frames.
 """

@@ -76,6 +76,7 @@ class Settings(BaseSettings):
     experiment: str = "loopline"
     seed: int = Field(42, ge=0, le=2**32 - 1)
     git_commit: str | None = Field(None, description="source commit; unset: ask git")
+    bentoml_home: Path | None = Field(None, description="BentoML store; unset: under state_dir")
     s3: S3Settings = S3Settings()
     data: DataSettings = DataSettings()
     train: TrainSettings = TrainSettings()
@@ -111,6 +112,11 @@ class Settings(BaseSettings):
         """The artifact store root URI, without a trailing slash."""
         store = self.artifact_store or (self.state_path / "artifacts").as_uri()
         return store.rstrip("/")
+
+    @property
+    def resolved_bentoml_home(self) -> Path:
+        """Where bentos and BentoML models are stored (BENTOML_HOME for the build step)."""
+        return (self.bentoml_home or self.state_path / "bentoml").expanduser().resolve()
 
     @property
     def tracking_is_local(self) -> bool:

@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.s3",
     "tests.fixtures.mlflow_server",
     "tests.fixtures.training",
+    "tests.fixtures.serving",
 ]

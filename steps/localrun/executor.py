@@ -35,7 +35,14 @@ from steps.localrun.model import (
     resolve_parameters,
 )
 from steps.localrun.pods import PodRunner
-from steps.localrun.record import ChildRun, NodeRecord, RunRecord, now, write_record
+from steps.localrun.record import (
+    ChildRun,
+    NodeRecord,
+    NodeType,
+    RunRecord,
+    now,
+    write_record,
+)
 from steps.settings import Settings
 
 Progress = Callable[[str, NodeRecord], None]  # (run name, node)
@@ -236,13 +243,9 @@ class _Run:
         phase: str | None = None,
         message: str = "",
     ) -> NodeRecord:
-        node_type = {"dag": "DAG", "resource": "Resource"}.get(template.kind, "Pod")
-        node = NodeRecord(
-            name=name,
-            display_name=display,
-            template=template.name,
-            type=node_type if phase is None else "Skipped",
-        )  # type: ignore[arg-type]
+        kinds: dict[str, NodeType] = {"dag": "DAG", "resource": "Resource"}
+        node_type: NodeType = "Skipped" if phase is not None else kinds.get(template.kind, "Pod")
+        node = NodeRecord(name=name, display_name=display, template=template.name, type=node_type)
         with self.lock:
             self.record.nodes.append(node)
         if phase is not None:

@@ -171,7 +171,7 @@ FEATURES: tuple[Feature, ...] = (
     Feature("container", "source", S, "script templates only"),
     Feature("container", "volumeMounts", R, "Kubernetes volumes"),
     Feature("container", "volumeDevices", R, "Kubernetes volumes"),
-    Feature("container", "envFrom", R, "ConfigMaps and Secrets"),
+    Feature("container", "envFrom", IGN, "ConfigMaps/Secrets: the runner's own env applies"),
     Feature("container", "lifecycle", R, "container lifecycle hooks"),
     Feature("container", "stdin", R, "interactive containers"),
     Feature("container", "tty", R, "interactive containers"),

@@ -110,7 +110,9 @@ def find_template_document(directory: Path, name: str, origin: str) -> Document:
             continue  # an unrelated broken file does not hide the template we look for
         for document in documents:
             data = document.data if isinstance(document.data, dict) else {}
-            metadata = data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
+            metadata = data.get("metadata")
+            if not isinstance(metadata, dict):
+                continue
             if data.get("kind") == "WorkflowTemplate" and metadata.get("name") == name:
                 return document
     raise WorkflowError(
@@ -229,11 +231,11 @@ class _Loader:
         spec = self.mapping(spec_data, spec_path, "workflow spec")
         header = {"name": name, "generate_name": generate_name or "", "namespace": namespace}
         if "workflowTemplateRef" in spec:
-            if kind != "Workflow":
+            if kind == "WorkflowTemplate":
                 raise self.doc.error(
                     (*spec_path, "workflowTemplateRef"), f"a {kind} cannot use workflowTemplateRef"
                 )
-            return self.referencing_workflow(spec, spec_path, header)
+            return self.referencing_workflow(str(kind), spec, spec_path, header)
         return self.own_workflow(str(kind), spec, spec_path, header)
 
     def own_workflow(
@@ -270,7 +272,7 @@ class _Loader:
         )
 
     def referencing_workflow(
-        self, spec: dict[str, Any], path: FieldPath, header: dict[str, Any]
+        self, kind: str, spec: dict[str, Any], path: FieldPath, header: dict[str, Any]
     ) -> Workflow:
         if "templates" in spec:
             raise self.doc.error(
@@ -300,7 +302,7 @@ class _Loader:
         return dataclasses.replace(
             base,
             file=self.doc.file,
-            kind="Workflow",
+            kind=kind,
             entrypoint=entrypoint,
             arguments=tuple(arguments.values()),
             parallelism=self.positive_int(spec, path, "parallelism") or base.parallelism,
@@ -396,7 +398,7 @@ class _Loader:
         outputs = self.mapping(data.get("outputs", {}), (*path, "outputs"), "outputs")
         template = Template(
             name=name,
-            kind=kind,  # type: ignore[arg-type]
+            kind=kind,
             inputs=self.parameters(inputs, (*path, "inputs")),
             input_artifacts=self.artifacts(inputs, (*path, "inputs"), "input"),
             outputs=self.output_parameters(outputs, (*path, "outputs"), kind),

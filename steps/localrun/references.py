@@ -75,12 +75,12 @@ class ReferenceChecker:
             add((*path, "retryStrategy", "limit"), template.retry.limit)
             backoff = template.retry.backoff
             if backoff:
-                for key, value in (
+                for backoff_key, backoff_value in (
                     ("duration", backoff.duration),
                     ("factor", backoff.factor),
                     ("maxDuration", backoff.max_duration),
                 ):
-                    add((*path, "retryStrategy", "backoff", key), value)
+                    add((*path, "retryStrategy", "backoff", backoff_key), backoff_value)
         add((*path, "activeDeadlineSeconds"), template.active_deadline)
         add((*path, "timeout"), template.timeout)
         for index, task in enumerate(template.tasks):

@@ -66,7 +66,9 @@ spec:
             path: /tmp/inputs/report.txt
       container:
         image: loopline:latest
-        command: [sh, -c, "cat /tmp/inputs/model/weights.txt /tmp/inputs/model/sub/deep.txt /tmp/inputs/report.txt"]
+        command: [sh, -c]
+        args:
+          - cat /tmp/inputs/model/weights.txt /tmp/inputs/model/sub/deep.txt /tmp/inputs/report.txt
 """
 
 

@@ -83,7 +83,8 @@ spec:
             - name: child
         container:
           image: loopline:latest
-          command: [python, -c, "import sys; print('started', sys.argv[1])", "{{inputs.parameters.child}}"]
+          command: [python, -c, "import sys; print('started', sys.argv[1])"]
+          args: ["{{inputs.parameters.child}}"]
       - name: trigger
         inputs:
           parameters:
@@ -165,7 +166,7 @@ def test_success_condition_waits_for_the_child_and_takes_its_outcome(
 def test_manifest_template_that_does_not_exist_fails_at_load(write_yaml: WriteYaml) -> None:
     path = write_yaml(drift().replace("name: retrain\n", "name: retrian\n"), "drift.yaml")
     with pytest.raises(
-        WorkflowError, match="no WorkflowTemplate with metadata.name 'retrian'"
+        WorkflowError, match=r"no WorkflowTemplate with metadata\.name 'retrian'"
     ) as caught:
         load_workflow(path)
     assert f"{path}:{line_of(path, 'name: retrian')}:" in str(caught.value)

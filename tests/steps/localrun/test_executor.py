@@ -1,4 +1,4 @@
-"""Running workflows: parameters, outputs, when/depends semantics, retries, deadlines, parallelism."""
+"""Running workflows: parameters, outputs, when/depends, retries, deadlines, parallelism."""
 
 from __future__ import annotations
 
@@ -59,6 +59,13 @@ EXIT = """
           import sys
           print("exiting with {{inputs.parameters.code}}")
           sys.exit({{inputs.parameters.code}})
+"""
+
+
+EXIT_OK_TASK = """
+          - name: ok
+            template: exit
+            arguments: {parameters: [{name: code, value: "0"}]}
 """
 
 
@@ -144,7 +151,7 @@ def test_unknown_override_is_refused_before_anything_runs(
     with pytest.raises(WorkflowError, match=r"unknown parameter colour.*\(word\)"):
         run_yaml(
             dag(
-                "          - {name: only, template: exit, arguments: {parameters: [{name: code, value: '0'}]}}\n",
+                EXIT_OK_TASK.replace("ok", "only"),
                 EXIT,
                 arguments=PARAMS,
             ),
@@ -285,7 +292,9 @@ def test_reference_to_a_skipped_tasks_output_is_a_node_error(run_yaml: RunYaml) 
           - name: uses
             depends: never
             template: shout
-            arguments: {parameters: [{name: text, value: "{{tasks.never.outputs.parameters.loud}}"}]}
+            arguments:
+              parameters:
+                - {name: text, value: "{{tasks.never.outputs.parameters.loud}}"}
 """,
             SHOUT,
         )
@@ -442,10 +451,12 @@ def rendezvous(tmp: Path) -> str:
         f"""
           - name: left
             template: rendezvous
-            arguments: {{parameters: [{{name: mine, value: "{a}"}}, {{name: theirs, value: "{b}"}}]}}
+            arguments:
+              parameters: [{{name: mine, value: "{a}"}}, {{name: theirs, value: "{b}"}}]
           - name: right
             template: rendezvous
-            arguments: {{parameters: [{{name: mine, value: "{b}"}}, {{name: theirs, value: "{a}"}}]}}
+            arguments:
+              parameters: [{{name: mine, value: "{b}"}}, {{name: theirs, value: "{a}"}}]
 """,
         RENDEZVOUS,
     )
@@ -474,7 +485,7 @@ def test_spec_parallelism_caps_the_workers(run_yaml: RunYaml) -> None:
     record = run_yaml(text, parallelism=4)
     one, two = record.node("one"), record.node("two")
     assert record.phase == "Succeeded"
-    first, second = sorted([one, two], key=lambda n: n.started or 0)  # type: ignore[arg-type,return-value]
+    first, second = sorted([one, two], key=lambda n: str(n.started))
     assert second.started is not None and first.finished is not None
     assert second.started >= first.finished
 
@@ -507,7 +518,7 @@ def test_each_node_runs_in_its_own_directory_with_this_interpreter(run_yaml: Run
 def test_record_json_has_the_documented_fields(run_yaml: RunYaml) -> None:
     record = run_yaml(
         dag(
-            "          - {name: ok, template: exit, arguments: {parameters: [{name: code, value: '0'}]}}\n",
+            EXIT_OK_TASK,
             EXIT,
         )
     )
@@ -537,3 +548,39 @@ def test_record_json_has_the_documented_fields(run_yaml: RunYaml) -> None:
         "message",
     } <= node.keys()
     assert node["exit_code"] == 0 and node["attempts"] == 1
+
+
+def test_workflow_variables_task_status_and_retries_resolve(run_yaml: RunYaml) -> None:
+    record = run_yaml(
+        dag(
+            """
+          - name: first
+            template: show
+            arguments:
+              parameters:
+                - name: text
+                  value: "{{workflow.name}} {{workflow.uid}} {{workflow.namespace}}"
+          - name: second
+            depends: first
+            when: "{{tasks.first.status}} == Succeeded"
+            template: show
+            arguments:
+              parameters:
+                - {name: text, value: "{{workflow.creationTimestamp}} {{tasks.first.status}}"}
+""",
+            """
+    - name: show
+      inputs:
+        parameters:
+          - name: text
+      container:
+        image: python:3.11
+        command: [python, -c, "import sys; print(sys.argv[1], sys.argv[2])"]
+        args: ["{{inputs.parameters.text}}", "retry={{retries}}"]
+""",
+        )
+    )
+    assert record.node("first").outputs.result == f"{record.name} {record.uid} default retry=0"
+    stamp, status, retries = (record.node("second").outputs.result or "").split()
+    assert stamp == record.started.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert (status, retries) == ("Succeeded", "retry=0")

@@ -74,7 +74,7 @@ def test_ignored_cluster_fields_load_and_the_typed_model_holds_the_rest(
         ("            template: step", "            onExit: x", "dag.tasks[0].onExit"),
         ("            template: step", "            hooks: {}", "dag.tasks[0].hooks"),
         ("        command: [python", "        volumeMounts: []", "container.volumeMounts"),
-        ("        command: [python", "        envFrom: []", "container.envFrom"),
+        ("        command: [python", "        lifecycle: {}", "container.lifecycle"),
         ("        command: [python", "        colour: blue", "container.colour"),
         ("    - name: step", "      retryStrategy: {limit: 1, expression: x}", "expression"),
     ],
@@ -257,7 +257,7 @@ def test_missing_workflow_template_is_named(write_yaml: WriteYaml) -> None:
           workflowTemplateRef: {name: nowhere}
         """
     )
-    with pytest.raises(WorkflowError, match="no WorkflowTemplate with metadata.name 'nowhere'"):
+    with pytest.raises(WorkflowError, match=r"no WorkflowTemplate with metadata\.name 'nowhere'"):
         load_workflow(path)
 
 
@@ -321,3 +321,43 @@ def test_every_scope_of_the_feature_table_is_used_and_the_lists_are_disjoint() -
         assert len(keys) == len(set(keys)), scope
         assert scope_table(scope)
     assert {f.support for f in FEATURES} == set(Support)
+
+
+def test_cron_workflow_may_reference_a_workflow_template(write_yaml: WriteYaml) -> None:
+    write_yaml(
+        BASE.replace("kind: Workflow", "kind: WorkflowTemplate").replace(
+            "  generateName: base-", "  name: retrain"
+        ),
+        "retrain.yaml",
+    )
+    path = write_yaml(
+        """
+        apiVersion: argoproj.io/v1alpha1
+        kind: CronWorkflow
+        metadata:
+          name: retrain-schedule
+        spec:
+          schedules: ["0 3 * * 1"]
+          workflowSpec:
+            arguments:
+              parameters:
+                - {name: alpha, value: "0.7"}
+            workflowTemplateRef:
+              name: retrain
+        """,
+        "schedule.yaml",
+    )
+    workflow = load_workflow(path)
+    assert (workflow.kind, workflow.generate_name) == ("CronWorkflow", "retrain-schedule-")
+    assert resolve_parameters(workflow, {}) == {"alpha": "0.7"}
+
+
+def test_env_from_config_maps_is_ignored_locally(write_yaml: WriteYaml) -> None:
+    text = BASE.replace(
+        '        command: [python, -c, "print(1)"]',
+        '        command: [python, -c, "print(1)"]\n'
+        "        envFrom:\n          - configMapRef: {name: loopline-config}",
+    )
+    workflow = load_workflow(write_yaml(text))
+    assert workflow.templates["step"].process is not None
+    assert workflow.templates["step"].process.env == ()

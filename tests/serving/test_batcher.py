@@ -1,0 +1,135 @@
+"""Tests for serving/batcher.py: concurrent requests share one model call."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from serving.batcher import MicroBatcher, Overloaded
+
+
+class RecordingModel:
+    """Probability = first feature / 100; records each call's row count; can be made slow."""
+
+    def __init__(self, delay_s: float = 0.0) -> None:
+        self.calls: list[int] = []
+        self.delay_s = delay_s
+        self.release = threading.Event()
+        self.release.set()
+
+    def __call__(self, features: np.ndarray) -> np.ndarray:
+        self.release.wait(5)
+        time.sleep(self.delay_s)
+        self.calls.append(len(features))
+        return features[:, 0].astype(np.float64) / 100
+
+
+def _rows(*values: float) -> np.ndarray:
+    return np.array([[v, 0.0] for v in values], dtype=np.float32)
+
+
+def test_requests_arriving_during_a_call_are_scored_together() -> None:
+    model = RecordingModel()
+    batches: list[tuple[int, int]] = []
+
+    async def scenario() -> list[np.ndarray]:
+        batcher = MicroBatcher(model, max_rows=100, max_wait_ms=5_000, on_batch=lambda r, n: batches.append((r, n)))
+        model.release.clear()  # the first call blocks until every other request is queued
+        first = asyncio.create_task(batcher.predict(_rows(1)))
+        await asyncio.sleep(0.05)
+        others = [asyncio.create_task(batcher.predict(_rows(v, v + 1))) for v in (10, 20, 30)]
+        await asyncio.sleep(0.05)
+        model.release.set()
+        return await asyncio.gather(first, *others)
+
+    results = asyncio.run(scenario())
+    assert model.calls == [1, 6]
+    assert batches == [(1, 1), (3, 6)]
+    assert [r.tolist() for r in results] == [[0.01], [0.1, 0.11], [0.2, 0.21], [0.3, 0.31]]
+
+
+def test_a_batch_never_exceeds_max_rows_but_a_big_request_is_scored_whole() -> None:
+    model = RecordingModel()
+
+    async def scenario() -> None:
+        batcher = MicroBatcher(model, max_rows=4, max_wait_ms=5_000)
+        model.release.clear()
+        blocker = asyncio.create_task(batcher.predict(_rows(0)))
+        await asyncio.sleep(0.05)
+        queued = [batcher.predict(_rows(*range(3))), batcher.predict(_rows(1, 2)), batcher.predict(_rows(*range(6)))]
+        tasks = [asyncio.create_task(q) for q in queued]
+        await asyncio.sleep(0.05)
+        model.release.set()
+        await asyncio.gather(blocker, *tasks)
+
+    asyncio.run(scenario())
+    assert model.calls == [1, 3, 2, 6]
+
+
+def test_a_request_queued_beyond_max_wait_is_refused_as_overloaded() -> None:
+    model = RecordingModel(delay_s=0.2)
+
+    async def scenario() -> tuple[np.ndarray, BaseException | np.ndarray]:
+        batcher = MicroBatcher(model, max_rows=100, max_wait_ms=50)
+        first = asyncio.create_task(batcher.predict(_rows(5)))
+        await asyncio.sleep(0.01)
+        late = asyncio.create_task(batcher.predict(_rows(6)))
+        done = await asyncio.gather(first, late, return_exceptions=True)
+        return done[0], done[1]
+
+    first, late = asyncio.run(scenario())
+    assert isinstance(first, np.ndarray) and first.tolist() == [0.05]
+    assert isinstance(late, Overloaded)
+    assert "50 ms" in str(late)
+    assert model.calls == [1]
+
+
+def test_a_model_error_reaches_every_request_of_the_batch() -> None:
+    def broken(features: np.ndarray) -> np.ndarray:
+        raise RuntimeError("model exploded")
+
+    async def scenario() -> list[BaseException | np.ndarray]:
+        batcher = MicroBatcher(broken, max_rows=100, max_wait_ms=1_000)
+        return await asyncio.gather(batcher.predict(_rows(1)), batcher.predict(_rows(2)), return_exceptions=True)
+
+    results = asyncio.run(scenario())
+    assert [str(r) for r in results] == ["model exploded", "model exploded"]
+
+
+def test_close_refuses_queued_requests() -> None:
+    model = RecordingModel()
+
+    async def scenario() -> BaseException | np.ndarray:
+        batcher = MicroBatcher(model, max_rows=100, max_wait_ms=5_000)
+        model.release.clear()
+        first = asyncio.create_task(batcher.predict(_rows(1)))
+        await asyncio.sleep(0.05)
+        queued = asyncio.create_task(batcher.predict(_rows(2)))
+        await asyncio.sleep(0.01)
+        await batcher.close()
+        model.release.set()
+        first.cancel()
+        (result,) = await asyncio.gather(queued, return_exceptions=True)
+        return result
+
+    result = asyncio.run(scenario())
+    assert isinstance(result, Overloaded)
+    assert "shutting down" in str(result)
+
+
+@pytest.mark.parametrize("max_rows", [1, 2])
+def test_max_rows_one_or_two_still_scores_every_request(max_rows: int) -> None:
+    model = RecordingModel()
+
+    async def scenario() -> list[np.ndarray]:
+        batcher = MicroBatcher(model, max_rows=max_rows, max_wait_ms=5_000)
+        return await asyncio.gather(*(batcher.predict(_rows(v)) for v in (1, 2, 3)))
+
+    results = asyncio.run(scenario())
+    assert [r.tolist() for r in results] == [[0.01], [0.02], [0.03]]
+    assert sum(model.calls) == 3
+    assert max(model.calls) <= max_rows
