@@ -12,7 +12,7 @@ export UV_PYTHON ?= python3.11
 export UV_PYTHON_DOWNLOADS := never
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup demo test test-unit check fmt clean render render-check validate
+.PHONY: help setup demo test test-unit check fmt clean render render-check validate lock-serving
 
 help: ## List the tasks
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -52,6 +52,11 @@ render-check: $(VENV_STAMP) ## Fail when argo/ differs from a fresh render
 
 validate: $(VENV_STAMP) ## Validate argo/ and k8s/ against their schemas, offline
 	$(RUN) python -m scripts.validate_manifests
+
+lock-serving: $(UV) ## Re-lock serving/requirements.lock (amd64 + arm64) within uv.lock's versions
+	$(UV) export --frozen --format requirements-txt --no-hashes --no-dev --no-emit-project -q > .tools/constraints.txt
+	$(UV) pip compile serving/requirements.in --universal --python-version 3.11 \
+		-c .tools/constraints.txt --no-annotate --no-header -q -o serving/requirements.lock
 
 clean: ## Remove the local state (MLflow db, artifacts, bentos) and caches
 	rm -rf .loopline .pytest_cache .mypy_cache .ruff_cache

@@ -10,12 +10,15 @@ answered :class:`Overloaded` (the service turns it into HTTP 503) instead of pil
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
+
+logger = logging.getLogger("loopline.batcher")
 
 ScoreFn = Callable[[np.ndarray], np.ndarray]
 BatchObserver = Callable[[int, int], None]
@@ -112,19 +115,23 @@ class MicroBatcher:
         return jobs
 
     async def _score_batch(self, jobs: list[_Job]) -> None:
-        batch = jobs[0].features if len(jobs) == 1 else np.concatenate([j.features for j in jobs])
         try:
+            features = [job.features for job in jobs]
+            batch = features[0] if len(jobs) == 1 else np.concatenate(features)
             probabilities = await asyncio.to_thread(self._score, batch)
-        except Exception as err:  # every waiting request gets the model's error
+        except Exception as err:  # noqa: BLE001 - every waiting request gets the model's error
             for job in jobs:
                 if not job.future.done():
                     job.future.set_exception(err)
             return
-        if self._on_batch is not None:
-            self._on_batch(len(jobs), len(batch))
         start = 0
         for job in jobs:
             end = start + len(job.features)
             if not job.future.done():
                 job.future.set_result(probabilities[start:end])
             start = end
+        if self._on_batch is not None:
+            try:
+                self._on_batch(len(jobs), len(batch))
+            except Exception:  # noqa: BLE001 - a broken metric must not stop the batching loop
+                logger.exception("batch observer failed")

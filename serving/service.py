@@ -23,6 +23,7 @@ from typing import Annotated, Any
 
 import bentoml
 import numpy as np
+import prometheus_client
 from bentoml.exceptions import ServiceUnavailable
 from pydantic import Field
 
@@ -160,19 +161,21 @@ def _observe_batch(requests: int, rows: int) -> None:
     _batch_requests_histogram().observe(requests)
 
 
+# Created on first use, inside the worker, where BentoML has set up Prometheus' multiprocess
+# directory; /metrics then shows them next to BentoML's own.
 @functools.cache
-def _batch_requests_histogram() -> Any:
-    return bentoml.metrics.Histogram(
-        name="loopline_batch_requests",
-        documentation="Requests scored together in one model call",
+def _batch_requests_histogram() -> prometheus_client.Histogram:
+    return prometheus_client.Histogram(
+        "loopline_batch_requests",
+        "Requests scored together in one model call",
         buckets=[1, 2, 4, 8, 16, 32, 64, 128, 256],
     )
 
 
 @functools.cache
-def _dropped_rows_counter() -> Any:
-    return bentoml.metrics.Counter(
-        name="loopline_inference_log_dropped_rows",
-        documentation="Scored rows the inference log could not keep",
-        labelnames=["reason"],
+def _dropped_rows_counter() -> prometheus_client.Counter:
+    return prometheus_client.Counter(
+        "loopline_inference_log_dropped_rows",
+        "Scored rows the inference log could not keep",
+        ["reason"],
     )

@@ -210,7 +210,7 @@ def _build_bento(model_tag: str, model_version: Any, scratch: Path) -> str:
 def _export(settings: Settings, bento_tag: str, scratch: Path) -> str:
     import bentoml
 
-    from steps.localrun.artifacts import ArtifactStore
+    from steps.artifact_store import ArtifactStore
 
     name, _, version = bento_tag.partition(":")
     local = scratch / f"{name}-{version}.bento"

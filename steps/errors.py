@@ -38,3 +38,7 @@ class BuildError(LooplineError):
 
 class WorkflowError(LooplineError):
     """A workflow file uses something the local runner cannot run, or a workflow run failed."""
+
+
+class StoreError(LooplineError):
+    """The artifact store (a local directory or S3) lacks an object or refused an operation."""

@@ -8,6 +8,7 @@ directory (``.loopline/``): a SQLite MLflow tracking store and registry and a lo
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -59,6 +60,52 @@ class GateSettings(_Section):
     max_regression: float = Field(0.01, ge=0.0, description="largest drop allowed vs champion")
 
 
+# Evidently's stat tests by the names it registers, per column type it accepts.
+NumericDriftMethod = Literal[
+    "wasserstein", "ks", "psi", "jensenshannon", "kl_div", "hellinger", "anderson",
+    "cramer_von_mises", "ed", "es", "mannw", "empirical_mmd", "t_test",
+]  # fmt: skip
+CategoricalDriftMethod = Literal[
+    "jensenshannon", "chisquare", "z", "psi", "kl_div", "hellinger", "TVD", "g_test",
+    "fisher_exact",
+]  # fmt: skip
+_DURATION_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+
+
+class DriftSettings(_Section):
+    """The drift monitor: which logged rows to compare with the champion's reference, and when
+    to call it drift (see steps/drift.py). Methods unset: Evidently's defaults."""
+
+    log_uri: str | None = Field(None, description="dir or s3://bucket/prefix; unset: state")
+    since: str = Field("24h", pattern=r"^(all|[1-9][0-9]*[smhdw])$", description="90m, 24h, all")
+    last_rows: int | None = Field(None, ge=1, description="at most the newest N rows")
+    min_rows: int = Field(500, ge=1, description="fewer rows in the window: insufficient data")
+    sample_cap: int = Field(50_000, ge=100, description="rows sampled from the window")
+    drift_share: float = Field(0.3, gt=0.0, le=1.0, description="share of drifted features")
+    critical_features: tuple[str, ...] = Field((), description="any drifting one is drift")
+    numeric_method: NumericDriftMethod | None = None
+    categorical_method: CategoricalDriftMethod | None = None
+    numeric_threshold: float | None = Field(None, gt=0.0)
+    categorical_threshold: float | None = Field(None, gt=0.0)
+    column_thresholds: dict[str, float] = Field(default_factory=dict, description="per column")
+
+    @field_validator("log_uri")
+    @classmethod
+    def _log_uri_form(cls, value: str | None) -> str | None:
+        if value is not None and "://" in value and not value.startswith(("s3://", "file://")):
+            raise ValueError("expected a local directory, file:// or s3://bucket/prefix")
+        if value is not None and value.startswith("s3://") and not value[5:].split("/")[0]:
+            raise ValueError("expected s3://bucket/prefix with a bucket name")
+        return value
+
+    @property
+    def since_delta(self) -> timedelta | None:
+        """The time window as a duration; None for ``all``."""
+        if self.since == "all":
+            return None
+        return timedelta(seconds=int(self.since[:-1]) * _DURATION_SECONDS[self.since[-1]])
+
+
 class Settings(BaseSettings):
     """Every setting of a Loopline run; see the README's configuration table."""
 
@@ -81,6 +128,7 @@ class Settings(BaseSettings):
     data: DataSettings = DataSettings()
     train: TrainSettings = TrainSettings()
     gate: GateSettings = GateSettings()
+    drift: DriftSettings = DriftSettings()
 
     @field_validator("tracking_uri")
     @classmethod

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from steps.errors import WorkflowError
-from steps.localrun.artifacts import ArtifactStore
+from steps.artifact_store import ArtifactStore
 from steps.localrun.expressions import (
     ExpressionError,
     TaskOutcome,

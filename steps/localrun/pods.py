@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from steps.errors import WorkflowError
-from steps.localrun.artifacts import ArtifactStore
+from steps.artifact_store import ArtifactStore
 from steps.localrun.expressions import substitute
 from steps.localrun.model import RetryStrategy, Template, parse_duration_s
 from steps.localrun.process import ProcessResult, run_process

@@ -37,7 +37,7 @@ class Client:
 
     def post(self, path: str, body: Any = None, *, content: bytes | None = None) -> httpx.Response:
         if content is None:
-            content = json.dumps(body).encode()
+            content = b"" if body is None else json.dumps(body).encode()
         headers = {"content-type": "application/json"}
         return self._portal.call(lambda: self._http.post(path, content=content, headers=headers))
 

@@ -1,6 +1,7 @@
-"""The artifact store of local runs: key-only S3 artifacts mapped to the configured store.
+"""The artifact store: keys under ``Settings().resolved_artifact_store`` (file:// or s3://).
 
-An Argo artifact ``s3: {key: K}`` without bucket or endpoint means "key K in the artifact
+Steps keep large outputs here (bento archives, drift reports) and the local runner maps Argo's
+key-only S3 artifacts here. An Argo artifact ``s3: {key: K}`` without bucket or endpoint means "key K in the artifact
 repository"; locally that repository is ``Settings().resolved_artifact_store``: a ``file://``
 directory or an ``s3://bucket/prefix`` reached with boto3 at ``Settings().s3.endpoint_url``.
 Files and directories are copied as they are (no tar/gzip archive).
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
-from steps.errors import WorkflowError
+from steps.errors import StoreError
 from steps.settings import Settings
 
 if TYPE_CHECKING:
@@ -39,7 +40,7 @@ class ArtifactStore:
             The URI it was stored at.
 
         Raises:
-            WorkflowError: when the store refuses the copy.
+            StoreError: when the store refuses the copy.
         """
         uri = self.uri(key)
         if uri.startswith("file://"):
@@ -70,7 +71,7 @@ class ArtifactStore:
             True when copied; False when it does not exist and ``optional`` is set.
 
         Raises:
-            WorkflowError: when it does not exist (and is not optional) or cannot be read.
+            StoreError: when it does not exist (and is not optional) or cannot be read.
         """
         target.parent.mkdir(parents=True, exist_ok=True)
         if uri.startswith("file://"):
@@ -82,10 +83,10 @@ class ArtifactStore:
             elif optional:
                 return False
             else:
-                raise WorkflowError(f"artifact {uri} does not exist")
+                raise StoreError(f"artifact {uri} does not exist")
             return True
         if not uri.startswith("s3://"):
-            raise WorkflowError(f"artifact location {uri!r} is neither file:// nor s3://")
+            raise StoreError(f"artifact location {uri!r} is neither file:// nor s3://")
         return self._download_s3(uri, target, optional=optional)
 
     def _download_s3(self, uri: str, target: Path, *, optional: bool) -> bool:
@@ -99,7 +100,7 @@ class ArtifactStore:
         if not inside:
             if optional:
                 return False
-            raise WorkflowError(f"artifact {uri} does not exist")
+            raise StoreError(f"artifact {uri} does not exist")
         for key in inside:
             destination = target / key.removeprefix(f"{prefix}/")
             destination.parent.mkdir(parents=True, exist_ok=True)
@@ -128,7 +129,7 @@ class ArtifactStore:
         try:
             return action()
         except (BotoCoreError, ClientError) as err:
-            raise WorkflowError(f"artifact store refused {uri}: {err}") from err
+            raise StoreError(f"artifact store refused {uri}: {err}") from err
 
 
 def _file_path(uri: str) -> Path:

@@ -1,0 +1,1 @@
+"""The serving benchmark's parts: model, request pools, servers, wrk, results (bench_serving.py)."""
