@@ -12,7 +12,7 @@ export UV_PYTHON ?= python3.11
 export UV_PYTHON_DOWNLOADS := never
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup demo test test-unit check fmt clean render render-check validate lock-serving
+.PHONY: help setup demo test test-unit check fmt clean render render-check validate lock-serving mlflow-ui
 
 help: ## List the tasks
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -43,6 +43,9 @@ check: $(VENV_STAMP) ## Lint, format check and type check
 fmt: $(VENV_STAMP) ## Apply ruff's fixes and formatting
 	$(RUN) ruff check --fix .
 	$(RUN) ruff format .
+
+mlflow-ui: $(VENV_STAMP) ## Open the MLflow UI on the local store (http://127.0.0.1:5000)
+	$(RUN) mlflow ui --backend-store-uri sqlite:///$(CURDIR)/.loopline/mlflow.db --host 127.0.0.1 --port 5000
 
 render: $(VENV_STAMP) ## Render argo/*.yaml from the Hera definitions in pipelines/
 	$(RUN) python -m pipelines.render

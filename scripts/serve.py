@@ -119,7 +119,8 @@ def main(
     )
     check_model(model_dir, model_tag)
     os.chdir(REPO)
-    os.execve(argv[0], argv, env)
+    # Replace this process, so Ctrl-C and SIGTERM reach bentoml serve directly.
+    os.execve(argv[0], argv, env)  # noqa: S606 - argv is built above, no shell involved
 
 
 if __name__ == "__main__":

@@ -133,5 +133,5 @@ class MicroBatcher:
         if self._on_batch is not None:
             try:
                 self._on_batch(len(jobs), len(batch))
-            except Exception:  # noqa: BLE001 - a broken metric must not stop the batching loop
+            except Exception:
                 logger.exception("batch observer failed")

@@ -68,16 +68,19 @@ def _model_dir(settings: ServingSettings, ref: bentoml.models.BentoModel | None)
 
 MODEL_REF = _model_ref(SETTINGS)
 BUNDLE: ModelBundle = check_servable(read_model_dir(_model_dir(SETTINGS, MODEL_REF)))
+MODEL_TAG = None if MODEL_REF is None else str(MODEL_REF.stored.tag)
 Row = row_model(BUNDLE.spec)
 RowBatch = Annotated[list[Row], Field(min_length=1, max_length=SETTINGS.max_batch_rows)]  # type: ignore[valid-type]
 
 
 @bentoml.service(
     name="loopline",
+    # A bento built from this service serves the exact model it was built with.
+    envs=[{"name": "LOOPLINE_SERVING__MODEL_TAG", "value": MODEL_TAG}] if MODEL_TAG else [],
     workers=SETTINGS.workers,
     traffic={"timeout": 10},
     metrics={"enabled": True, "duration": {"buckets": DURATION_BUCKETS_S}},
-    logging={"access": {"enabled": False}},
+    logging={"access": {"enabled": SETTINGS.access_log}},
 )
 class Loopline:
     """The public API: validate, encode, score through the batcher, log."""
@@ -107,18 +110,18 @@ class Loopline:
         )
         self._log.start()
 
-    @bentoml.api(route="/predict")
+    @bentoml.api(route="/predict")  # type: ignore[untyped-decorator]  # _bentoml_sdk has no py.typed
     async def predict(self, row: Row, /) -> Prediction:  # type: ignore[valid-type]
         """Score one row."""
         (prediction,) = await self._score([row_values(row)])
         return prediction
 
-    @bentoml.api(route="/predict_batch")
+    @bentoml.api(route="/predict_batch")  # type: ignore[untyped-decorator]  # _bentoml_sdk has no py.typed
     async def predict_batch(self, rows: RowBatch, /) -> list[Prediction]:
         """Score a non-empty list of rows (at most LOOPLINE_SERVING__MAX_BATCH_ROWS)."""
         return await self._score([row_values(row) for row in rows])
 
-    @bentoml.api(route="/metadata")
+    @bentoml.api(route="/metadata")  # type: ignore[untyped-decorator]  # _bentoml_sdk has no py.typed
     def metadata(self) -> ServiceMetadata:
         """Describe the served model and the bento serving it."""
         context = bentoml.server_context
@@ -126,7 +129,7 @@ class Loopline:
         bento_tag = f"{context.bento_name}:{context.bento_version}" if from_bento else None
         return ServiceMetadata(**BUNDLE.metadata.model_dump(), bento_tag=bento_tag)
 
-    @bentoml.on_shutdown
+    @bentoml.on_shutdown  # type: ignore[untyped-decorator]  # _bentoml_sdk has no py.typed
     async def flush_inference_log(self) -> None:
         """Write every logged row before the worker exits."""
         await self._batcher.close()
@@ -140,7 +143,7 @@ class Loopline:
             raise ServiceUnavailable(str(err)) from err
         timestamp_ms = time.time_ns() // 1_000_000
         row_ids = [uuid.uuid4().hex for _ in rows]
-        self._log.append(LoggedBatch(timestamp_ms, row_ids, probabilities, rows))
+        self._log.append(LoggedBatch(timestamp_ms, row_ids, probabilities.tolist(), rows))
         version = BUNDLE.metadata.model_version
         return [
             Prediction(

@@ -41,6 +41,7 @@ class ServingSettings(BaseSettings):
     log_flush_interval_s: float = Field(5.0, gt=0, description="write a file at least this often")
     log_queue_rows: int = Field(100_000, ge=1, description="rows buffered before dropping")
     s3_endpoint_url: str | None = Field(None, description="e.g. http://minio:9000")
+    access_log: bool = Field(False, description="log every request line (costs throughput)")
     lean_imports: bool = Field(
         False, description="refuse to import scikit-learn, pandas and MLflow in this process"
     )

@@ -164,7 +164,12 @@ def _import_model(settings: Settings, model_version: Any, model_dir: Path) -> st
         return str(bentoml.models.get(tag).tag)
     except bentoml.exceptions.NotFound:
         pass
-    metadata = json.loads((model_dir / METADATA_FILE).read_text())
+    # BentoML metadata takes basic values only: no None (e.g. a build by version has no alias).
+    metadata = {
+        key: value
+        for key, value in json.loads((model_dir / METADATA_FILE).read_text()).items()
+        if value is not None
+    }
     with bentoml.models.create(
         tag, labels={"model_version": str(model_version.version)}, metadata=metadata
     ) as model:

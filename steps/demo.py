@@ -1,7 +1,8 @@
 """``loopline demo``: the one-machine quick start.
 
-Generates the demo churn data set if it is not there yet, then trains, evaluates and registers a
-model in the embedded (SQLite) MLflow, and prints what was registered and how to look at it.
+Generates the demo churn data set if it is not there yet, then runs the rendered retrain
+workflow (``argo/retrain-submit.yaml``) with the local runner, exactly as ``argo submit`` would
+on a cluster, and prints what was registered and built and how to look at it.
 """
 
 from __future__ import annotations
@@ -10,17 +11,26 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
-from steps import evaluate, register, tracking, train
+from steps import tracking
 from steps.cli_support import console, reports_errors
-from steps.data import generate_churn
+from steps.localrun.cli import report
+from steps.localrun.executor import RunOptions, run_workflow
+from steps.localrun.progress import ProgressDisplay
+from steps.localrun.record import RunRecord
 from steps.settings import Settings, load_settings
 
 DEMO_ROWS = 20_000
+WORKFLOW = Path(__file__).resolve().parents[1] / "argo" / "retrain-submit.yaml"
+# Retry backoff on a laptop: a tenth of the cluster's waits.
+BACKOFF_SCALE = 0.1
 
 
 def demo_data(settings: Settings, rows: int) -> Path:
     """Return the demo data path under the state directory, generating it if missing."""
+    from steps.data import generate_churn
+
     path = settings.state_path / "data" / f"churn-{rows}-seed{settings.seed}.parquet"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -28,31 +38,60 @@ def demo_data(settings: Settings, rows: int) -> Path:
     return path
 
 
+def summary(record: RunRecord, settings: Settings) -> Table:
+    """Return a table of what the run registered and built, read from its node outputs."""
+    table = Table(title=f"{record.name}: {record.phase}", title_justify="left")
+    table.add_column("what", no_wrap=True)
+    table.add_column("value", overflow="fold")
+    outputs = {node.display_name: node.outputs.parameters for node in record.nodes}
+    rows = [
+        ("MLflow run", outputs.get("train", {}).get("run_id")),
+        ("gate", outputs.get("evaluate", {}).get("decision")),
+        ("gate reasons", outputs.get("evaluate", {}).get("reasons")),
+        ("evaluation report", _report_page(outputs.get("evaluate", {}).get("report_uri"))),
+        ("registered", _registered(outputs.get("register", {}), settings)),
+        ("bento", outputs.get("build", {}).get("bento_tag")),
+        ("bento archive", outputs.get("build", {}).get("archive_uri")),
+        ("image", _image(outputs.get("containerize", {}))),
+        ("run record", str(Path(record.run_dir) / "record.json")),
+        ("MLflow UI", tracking.ui_command(settings)),
+    ]
+    for what, value in rows:
+        table.add_row(what, value or "-")
+    return table
+
+
+def _image(outputs: dict[str, str]) -> str | None:
+    if outputs.get("image_built") == "false":
+        return "none: no image builder on this machine; `make serve` serves the champion directly"
+    return outputs.get("image_ref")
+
+
+def _report_page(uri: str | None) -> str | None:
+    return f"{uri}/report.html" if uri else None
+
+
+def _registered(outputs: dict[str, str], settings: Settings) -> str | None:
+    if "model_version" not in outputs:
+        return None
+    text = f"{settings.model_name} v{outputs['model_version']} (alias challenger)"
+    if outputs.get("champion_set") == "true":
+        text += "; no champion existed, so it is now champion"
+    return text
+
+
 @reports_errors
 def demo(
     rows: Annotated[int, typer.Option(help="rows of generated demo data")] = DEMO_ROWS,
 ) -> None:
-    """Generate demo data if needed, then train, evaluate and register a model."""
-    base = load_settings()
-    data_uri = base.data.uri or str(demo_data(base, rows))
-    settings = load_settings(data={"uri": data_uri})
-    trained = train.run(settings, pipeline_run="demo")
-    console.print(
-        f"trained {trained.model_kind}: run {trained.run_id}, "
-        f"holdout ROC AUC {trained.metrics['holdout_roc_auc']:.4f}"
-    )
-    evaluation, verdict = evaluate.run(settings, trained.run_id)
-    colour = "green" if verdict.promote else "red"
-    console.print(f"[bold {colour}]{evaluation.decision}[/]: " + "; ".join(evaluation.reasons))
-    console.print(f"evaluation report: {evaluation.report_uri}/report.html")
-    if not verdict.promote:
-        console.print("nothing registered: the challenger did not pass the gate")
-        raise typer.Exit(3)
-    registered = register.run(settings, trained.run_id, pipeline_run="demo")
-    console.print(
-        f"[bold]registered {registered.model_name} v{registered.model_version}[/] "
-        f"(aliases: {', '.join(registered.aliases)})"
-    )
-    if registered.champion_set:
-        console.print(f"no champion existed: v{registered.model_version} is now champion")
-    console.print(f"MLflow UI: {tracking.ui_command(settings)}")
+    """Generate demo data if needed, then run the rendered retrain workflow locally."""
+    settings = load_settings()
+    data_uri = settings.data.uri or str(demo_data(settings, rows))
+    console.print(f"running {WORKFLOW.relative_to(WORKFLOW.parents[1])} on {data_uri}")
+    with ProgressDisplay(console) as display:
+        options = RunOptions(backoff_scale=BACKOFF_SCALE, progress=display.update)
+        record = run_workflow(WORKFLOW, {"data-uri": data_uri}, settings=settings, options=options)
+    report(record)
+    console.print(summary(record, settings))
+    if record.phase != "Succeeded":
+        raise typer.Exit(1)

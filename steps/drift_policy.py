@@ -116,13 +116,16 @@ def decide(column_scores: Sequence[ColumnScore], policy: DriftSettings) -> Drift
     )
 
 
-def insufficient_data(rows: int, min_rows: int, excluded_rows: int = 0) -> DriftDecision:
+def insufficient_data(
+    rows: int, min_rows: int, excluded_rows: int = 0, where: str = ""
+) -> DriftDecision:
     """The decision for a window too small to test: not drifted, with the counts as the reason.
 
     Args:
         rows: rows of the champion's version in the window.
         min_rows: the fewest rows a test needs (``DriftSettings.min_rows``).
         excluded_rows: rows of other model versions left out of the window.
+        where: the window and log in words, appended to the reason.
 
     Returns:
         A ``insufficient_data`` decision (``drifted`` false).
@@ -134,7 +137,9 @@ def insufficient_data(rows: int, min_rows: int, excluded_rows: int = 0) -> Drift
         raise ValueError(f"{rows} rows is enough data (minimum {min_rows}); run the test")
     reason = f"insufficient data: {rows} rows in the window, fewer than the minimum {min_rows}"
     if excluded_rows:
-        reason += f" ({excluded_rows} rows of other model versions excluded)"
+        reason += f"; {excluded_rows} rows of other model versions excluded"
+    if where:
+        reason += f" ({where})"
     return DriftDecision(
         status="insufficient_data",
         drifted=False,

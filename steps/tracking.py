@@ -65,7 +65,4 @@ def ui_command(settings: Settings) -> str:
     """Return the shell command that opens the MLflow UI on the configured store."""
     if not settings.tracking_is_local:
         return f"open {settings.resolved_tracking_uri}"
-    return (
-        f"uv run mlflow ui --backend-store-uri {settings.resolved_tracking_uri} "
-        "--port 5000  # then open http://127.0.0.1:5000"
-    )
+    return "make mlflow-ui  # then open http://127.0.0.1:5000"

@@ -164,9 +164,7 @@ def run_wrk(
     Raises:
         WrkError: if wrk fails or prints no summary.
     """
-    argv = wrk_command(
-        url, path, bodies, connections=connections, duration_s=duration_s, rate=rate
-    )
+    argv = wrk_command(url, path, bodies, connections=connections, duration_s=duration_s, rate=rate)
     done = subprocess.run(
         argv, capture_output=True, text=True, timeout=duration_s + 60, check=False
     )

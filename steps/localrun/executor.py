@@ -182,6 +182,7 @@ class _Run:
             workflow_deadline=self.deadline,
             backoff_scale=options.backoff_scale,
             run_name=name,
+            shared_env={"LOOPLINE_STATE_DIR": str(settings.state_path)},
         )
 
     # --- the run -----------------------------------------------------------------------------

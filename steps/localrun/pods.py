@@ -36,6 +36,7 @@ class PodRunner:
     workflow_deadline: float | None
     backoff_scale: float
     run_name: str
+    shared_env: Mapping[str, str]
 
     def run(
         self,
@@ -146,6 +147,8 @@ class PodRunner:
             script.chmod(0o755)
             argv.append(str(script))
         env = workspace.environment((name, substitute(value, scope)) for name, value in process.env)
+        # Every node shares the run's state (MLflow store, artifacts) wherever its cwd is.
+        env.update(self.shared_env)
         attempt_deadline = _seconds(template.active_deadline, scope, "activeDeadlineSeconds")
         deadlines = [d for d in (node_deadline, self.workflow_deadline) if d is not None]
         if attempt_deadline is not None:

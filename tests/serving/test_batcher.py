@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+from typing import Any
 
 import numpy as np
 import pytest
@@ -37,7 +38,9 @@ def test_requests_arriving_during_a_call_are_scored_together() -> None:
     batches: list[tuple[int, int]] = []
 
     async def scenario() -> list[np.ndarray]:
-        batcher = MicroBatcher(model, max_rows=100, max_wait_ms=5_000, on_batch=lambda r, n: batches.append((r, n)))
+        batcher = MicroBatcher(
+            model, max_rows=100, max_wait_ms=5_000, on_batch=lambda r, n: batches.append((r, n))
+        )
         model.release.clear()  # the first call blocks until every other request is queued
         first = asyncio.create_task(batcher.predict(_rows(1)))
         await asyncio.sleep(0.05)
@@ -60,7 +63,11 @@ def test_a_batch_never_exceeds_max_rows_but_a_big_request_is_scored_whole() -> N
         model.release.clear()
         blocker = asyncio.create_task(batcher.predict(_rows(0)))
         await asyncio.sleep(0.05)
-        queued = [batcher.predict(_rows(*range(3))), batcher.predict(_rows(1, 2)), batcher.predict(_rows(*range(6)))]
+        queued = [
+            batcher.predict(_rows(*range(3))),
+            batcher.predict(_rows(1, 2)),
+            batcher.predict(_rows(*range(6))),
+        ]
         tasks = [asyncio.create_task(q) for q in queued]
         await asyncio.sleep(0.05)
         model.release.set()
@@ -73,13 +80,13 @@ def test_a_batch_never_exceeds_max_rows_but_a_big_request_is_scored_whole() -> N
 def test_a_request_queued_beyond_max_wait_is_refused_as_overloaded() -> None:
     model = RecordingModel(delay_s=0.2)
 
-    async def scenario() -> tuple[np.ndarray, BaseException | np.ndarray]:
+    async def scenario() -> list[Any]:
         batcher = MicroBatcher(model, max_rows=100, max_wait_ms=50)
         first = asyncio.create_task(batcher.predict(_rows(5)))
         await asyncio.sleep(0.01)
         late = asyncio.create_task(batcher.predict(_rows(6)))
         done = await asyncio.gather(first, late, return_exceptions=True)
-        return done[0], done[1]
+        return list(done)
 
     first, late = asyncio.run(scenario())
     assert isinstance(first, np.ndarray) and first.tolist() == [0.05]
@@ -92,9 +99,12 @@ def test_a_model_error_reaches_every_request_of_the_batch() -> None:
     def broken(features: np.ndarray) -> np.ndarray:
         raise RuntimeError("model exploded")
 
-    async def scenario() -> list[BaseException | np.ndarray]:
+    async def scenario() -> list[Any]:
         batcher = MicroBatcher(broken, max_rows=100, max_wait_ms=1_000)
-        return await asyncio.gather(batcher.predict(_rows(1)), batcher.predict(_rows(2)), return_exceptions=True)
+        results = await asyncio.gather(
+            batcher.predict(_rows(1)), batcher.predict(_rows(2)), return_exceptions=True
+        )
+        return list(results)
 
     results = asyncio.run(scenario())
     assert [str(r) for r in results] == ["model exploded", "model exploded"]
@@ -103,7 +113,7 @@ def test_a_model_error_reaches_every_request_of_the_batch() -> None:
 def test_close_refuses_queued_requests() -> None:
     model = RecordingModel()
 
-    async def scenario() -> BaseException | np.ndarray:
+    async def scenario() -> Any:
         batcher = MicroBatcher(model, max_rows=100, max_wait_ms=5_000)
         model.release.clear()
         first = asyncio.create_task(batcher.predict(_rows(1)))
@@ -113,8 +123,8 @@ def test_close_refuses_queued_requests() -> None:
         await batcher.close()
         model.release.set()
         first.cancel()
-        (result,) = await asyncio.gather(queued, return_exceptions=True)
-        return result
+        results = await asyncio.gather(queued, return_exceptions=True)
+        return results[0]
 
     result = asyncio.run(scenario())
     assert isinstance(result, Overloaded)

@@ -27,7 +27,10 @@ AFTER_MIDNIGHT_MS = BEFORE_MIDNIGHT_MS + 1_000
 
 
 def _batch(timestamp_ms: int, *ids: str) -> LoggedBatch:
-    rows = [{"tenure": float(i), "charges": None, "plan": "pro" if i % 2 else None} for i in range(len(ids))]
+    rows = [
+        {"tenure": float(i), "charges": None, "plan": "pro" if i % 2 else None}
+        for i in range(len(ids))
+    ]
     return LoggedBatch(timestamp_ms, list(ids), [0.25 * (i + 1) for i in range(len(ids))], rows)
 
 
@@ -50,7 +53,14 @@ def test_files_follow_the_fixed_layout_and_schema(tmp_path: Path) -> None:
     assert len(uuid8) == 8
     table = pq.read_table(path)
     assert table.schema.names == [
-        "row_id", "timestamp", "model_name", "model_version", "prediction", "tenure", "charges", "plan"
+        "row_id",
+        "timestamp",
+        "model_name",
+        "model_version",
+        "prediction",
+        "tenure",
+        "charges",
+        "plan",
     ]
     assert table.schema.field("timestamp").type == pa.timestamp("ms", tz="UTC")
     assert table.schema.field("prediction").type == pa.float64()
@@ -71,7 +81,9 @@ def test_files_follow_the_fixed_layout_and_schema(tmp_path: Path) -> None:
 def test_rows_either_side_of_midnight_go_to_their_own_date(tmp_path: Path) -> None:
     log = _log(LogTarget.parse(str(tmp_path)))
     log.write([_batch(BEFORE_MIDNIGHT_MS, "a"), _batch(AFTER_MIDNIGHT_MS, "b", "c")])
-    by_date = {p.parent.name: pq.read_table(p).column("row_id").to_pylist() for p in _files(tmp_path)}
+    by_date = {
+        p.parent.name: pq.read_table(p).column("row_id").to_pylist() for p in _files(tmp_path)
+    }
     assert by_date == {"date=2026-11-23": ["a"], "date=2026-11-24": ["b", "c"]}
 
 
@@ -101,7 +113,12 @@ def test_a_file_is_written_every_flush_interval(tmp_path: Path) -> None:
 
 def test_close_writes_everything_buffered_and_refuses_more(tmp_path: Path) -> None:
     dropped: list[tuple[int, str]] = []
-    log = _log(LogTarget.parse(str(tmp_path)), flush_rows=1000, flush_interval_s=3600, on_drop=lambda n, why: dropped.append((n, why)))
+    log = _log(
+        LogTarget.parse(str(tmp_path)),
+        flush_rows=1000,
+        flush_interval_s=3600,
+        on_drop=lambda n, why: dropped.append((n, why)),
+    )
     log.start()
     for index in range(50):
         log.append(_batch(BEFORE_MIDNIGHT_MS, f"r{index}"))
@@ -113,7 +130,12 @@ def test_close_writes_everything_buffered_and_refuses_more(tmp_path: Path) -> No
 
 def test_a_full_buffer_drops_and_counts_instead_of_blocking(tmp_path: Path) -> None:
     dropped: list[tuple[int, str]] = []
-    log = _log(LogTarget.parse(str(tmp_path)), flush_rows=1000, capacity_rows=3, on_drop=lambda n, why: dropped.append((n, why)))
+    log = _log(
+        LogTarget.parse(str(tmp_path)),
+        flush_rows=1000,
+        capacity_rows=3,
+        on_drop=lambda n, why: dropped.append((n, why)),
+    )
     assert log.append(_batch(BEFORE_MIDNIGHT_MS, "a", "b")) is True
     assert log.append(_batch(BEFORE_MIDNIGHT_MS, "c", "d")) is False
     assert dropped == [(2, "buffer_full")]
@@ -123,7 +145,9 @@ def test_a_failed_write_is_counted_and_the_writer_keeps_going(tmp_path: Path) ->
     blocked = tmp_path / "not-a-dir"
     blocked.write_text("a file where the log directory should be")
     dropped: list[tuple[int, str]] = []
-    log = _log(LogTarget.parse(str(blocked)), flush_rows=1, on_drop=lambda n, why: dropped.append((n, why)))
+    log = _log(
+        LogTarget.parse(str(blocked)), flush_rows=1, on_drop=lambda n, why: dropped.append((n, why))
+    )
     log.start()
     log.append(_batch(BEFORE_MIDNIGHT_MS, "a", "b"))
     deadline = time.monotonic() + 5
@@ -135,7 +159,11 @@ def test_a_failed_write_is_counted_and_the_writer_keeps_going(tmp_path: Path) ->
 
 def test_s3_uri_is_split_into_bucket_and_prefix() -> None:
     target = LogTarget.parse("s3://logs/serving/churn/", "http://127.0.0.1:9000")
-    assert (target.bucket, target.prefix, target.s3_endpoint_url) == ("logs", "serving/churn", "http://127.0.0.1:9000")
+    assert (target.bucket, target.prefix, target.s3_endpoint_url) == (
+        "logs",
+        "serving/churn",
+        "http://127.0.0.1:9000",
+    )
     assert target.local_dir is None
 
 

@@ -51,7 +51,9 @@ def test_a_missing_file_is_named(tiny_model: TinyModel, tmp_path: Path, missing:
 
 def test_metadata_without_a_key_names_the_key(tiny_model: TinyModel, tmp_path: Path) -> None:
     directory = _copy(tiny_model, tmp_path)
-    (directory / "metadata.json").write_text(json.dumps({k: v for k, v in METADATA.items() if k != "run_id"}))
+    (directory / "metadata.json").write_text(
+        json.dumps({k: v for k, v in METADATA.items() if k != "run_id"})
+    )
     with pytest.raises(ModelDirError, match="run_id"):
         read_model_dir(directory)
 
@@ -77,5 +79,5 @@ def test_a_sklearn_model_is_refused_with_the_reason(tiny_model: TinyModel, tmp_p
 def test_a_corrupt_model_file_is_named(tiny_model: TinyModel, tmp_path: Path) -> None:
     directory = _copy(tiny_model, tmp_path)
     (directory / "model.ubj").write_bytes(b"not a model")
-    with pytest.raises(ModelDirError, match="model.ubj is not a model XGBoost can load"):
+    with pytest.raises(ModelDirError, match=r"model\.ubj is not a model XGBoost can load"):
         load_predictor(read_model_dir(directory))

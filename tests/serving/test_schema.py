@@ -31,7 +31,9 @@ def test_any_column_name_is_a_field_and_round_trips() -> None:
 
 
 def test_unseen_category_is_accepted_and_encodes_as_missing() -> None:
-    validated = row_model(SPEC).model_validate({"tenure months": 1, "class": 2, "plan-type": "gold"})
+    validated = row_model(SPEC).model_validate(
+        {"tenure months": 1, "class": 2, "plan-type": "gold"}
+    )
     encoded = SPEC.encode_rows([row_values(validated)])
     assert math.isnan(encoded[0, 2])
     assert encoded[0, 0] == 1.0

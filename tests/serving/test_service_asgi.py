@@ -22,7 +22,13 @@ import pytest
 from tests.fixtures.serving import METADATA, TinyModel, sample_rows
 
 MAX_BATCH_ROWS = 5
-VALID = {"tenure_months": 3, "monthly_charges": 80.5, "support_calls": 2, "plan": "basic", "region": "east"}
+VALID = {
+    "tenure_months": 3,
+    "monthly_charges": 80.5,
+    "support_calls": 2,
+    "plan": "basic",
+    "region": "east",
+}
 
 
 class Client:
@@ -43,7 +49,9 @@ class Client:
 
 
 @pytest.fixture(scope="module")
-def service(tiny_model: TinyModel, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ModuleType]:
+def service(
+    tiny_model: TinyModel, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ModuleType]:
     """serving.service imported with the tiny model given as a plain directory."""
     log_dir = tmp_path_factory.mktemp("inference-log")
     with pytest.MonkeyPatch.context() as patch:
@@ -62,7 +70,8 @@ def service(tiny_model: TinyModel, tmp_path_factory: pytest.TempPathFactory) -> 
 def client(service: ModuleType) -> Iterator[Client]:
     app = service.Loopline.to_asgi()
     with anyio.from_thread.start_blocking_portal() as portal:
-        with portal.wrap_async_context_manager(app.router.lifespan_context(app)):
+        lifespan = portal.wrap_async_context_manager(app.router.lifespan_context(app))
+        with lifespan:
             http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://asgi")
             yield Client(portal, http)
             portal.call(http.aclose)
@@ -108,7 +117,9 @@ BAD_ROWS = [
 
 
 @pytest.mark.parametrize("row, location", BAD_ROWS, ids=["type", "missing", "unknown", "cat-type"])
-def test_a_bad_row_is_a_400_naming_the_field(client: Client, row: dict[str, Any], location: list[Any]) -> None:
+def test_a_bad_row_is_a_400_naming_the_field(
+    client: Client, row: dict[str, Any], location: list[Any]
+) -> None:
     response = client.post("/predict", row)
     assert response.status_code == 400
     assert _error_locations(response) == [location]
@@ -163,9 +174,13 @@ def test_metadata_is_the_model_metadata_and_no_bento_from_source(client: Client)
     assert response.json() == {**METADATA, "bento_tag": None}
 
 
-def test_openapi_document_lists_the_features_of_the_spec(client: Client, tiny_model: TinyModel) -> None:
+def test_openapi_document_lists_the_features_of_the_spec(
+    client: Client, tiny_model: TinyModel
+) -> None:
     document = client.get("/docs.json").json()
-    schema = document["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    schema = document["paths"]["/predict"]["post"]["requestBody"]["content"]["application/json"][
+        "schema"
+    ]
     assert list(schema["properties"]) == list(tiny_model.spec.order)
     assert schema["additionalProperties"] is False
 

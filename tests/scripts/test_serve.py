@@ -1,0 +1,128 @@
+"""Tests for scripts/serve.py, the command ``make serve`` runs."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from scripts.serve import serve_command
+from steps.errors import ConfigError
+from tests.fixtures.serving import REPO, TinyModel, sample_rows, serving_env, start_server
+
+SCRIPT = str(REPO / "scripts" / "serve.py")
+
+
+def test_a_model_dir_becomes_the_serving_settings(tmp_path: Path) -> None:
+    argv, env = serve_command(
+        model_dir=Path("models/../models/churn"),
+        model_tag=None,
+        host="127.0.0.1",
+        port=3100,
+        workers=2,
+        log_dir=None,
+        environ={
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "LOOPLINE_SERVING__MODEL_TAG": "stale:1",
+            "HOME": "/root",
+        },
+    )
+    assert argv[1:] == [
+        "-m",
+        "bentoml",
+        "serve",
+        "serving.service:Loopline",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "3100",
+    ]
+    assert env["LOOPLINE_SERVING__MODEL_DIR"] == str(Path("models/churn").resolve())
+    assert "LOOPLINE_SERVING__MODEL_TAG" not in env
+    assert env["LOOPLINE_SERVING__LEAN_IMPORTS"] == "true"
+    assert env["LOOPLINE_SERVING__WORKERS"] == "2"
+    assert "PYTHONDONTWRITEBYTECODE" not in env
+    assert env["PYTHONPYCACHEPREFIX"] == str(REPO / ".loopline" / "pycache")
+    assert env["HOME"] == "/root"
+
+
+def test_without_a_model_the_latest_churn_model_is_served() -> None:
+    _, env = serve_command(
+        model_dir=None, model_tag=None, host="h", port=1, workers=1, log_dir=None, environ={}
+    )
+    assert env["LOOPLINE_SERVING__MODEL_TAG"] == "churn:latest"
+
+
+def test_both_a_dir_and_a_tag_is_refused() -> None:
+    with pytest.raises(ConfigError, match="not both"):
+        serve_command(
+            model_dir=Path("m"),
+            model_tag="churn:1",
+            host="h",
+            port=1,
+            workers=1,
+            log_dir=None,
+            environ={},
+        )
+
+
+def _run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, SCRIPT, *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_an_incomplete_model_dir_is_a_one_line_error(tmp_path: Path) -> None:
+    (tmp_path / "model.ubj").write_bytes(b"")
+    done = _run("--model-dir", str(tmp_path), "--port", "3999", env=dict(os.environ))
+    assert done.returncode == 2
+    assert "feature_spec.json" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_tag_missing_from_the_store_is_a_one_line_error(tmp_path: Path) -> None:
+    env = {**os.environ, "BENTOML_HOME": str(tmp_path), "BENTOML_DO_NOT_TRACK": "True"}
+    done = _run("--model-tag", "churn:nosuchversion", "--port", "3999", env=env)
+    assert done.returncode == 2
+    assert "churn:nosuchversion is not in the BentoML model store" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.integration
+def test_the_script_serves_a_model_dir(
+    tiny_model: TinyModel, tmp_path: Path, serving_pycache: Path
+) -> None:
+    env = serving_env(tiny_model, tmp_path / "unused", serving_pycache)
+    log_dir = tmp_path / "log"
+    server = start_server(
+        env,
+        tmp_path / "server.log",
+        lambda port: [
+            sys.executable,
+            SCRIPT,
+            "--model-dir",
+            str(tiny_model.directory),
+            "--port",
+            str(port),
+            "--log-dir",
+            str(log_dir),
+        ],
+    )
+    try:
+        row = sample_rows(1)[0]
+        response = httpx.post(f"{server.url}/predict", json=row, timeout=30)
+        assert response.status_code == 200
+        (expected,) = tiny_model.booster_probability([row])
+        assert response.json()["probability"] == pytest.approx(expected, abs=1e-6)
+    finally:
+        assert server.stop() == 0
+    assert len(list(log_dir.rglob("part-*.parquet"))) == 1
