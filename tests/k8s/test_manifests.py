@@ -68,6 +68,12 @@ def test_base_defines_the_namespace_service_account_and_config() -> None:
         ("RoleBinding", "loopline-pipeline-executor"),
         ("ConfigMap", "artifact-repositories"),
         ("ConfigMap", "loopline-config"),
+        ("ServiceAccount", "loopline-drift"),
+        ("Role", "loopline-drift"),
+        ("RoleBinding", "loopline-drift"),
+        ("ServiceAccount", "loopline-sensor"),
+        ("Role", "loopline-sensor"),
+        ("RoleBinding", "loopline-sensor"),
     }
 
 

@@ -9,7 +9,14 @@ import yaml
 
 from pipelines.render import DEFAULT_OUT_DIR, HEADER, RESOURCES, main, render_all, write_all
 
-EXPECTED_FILES = {"retrain.yaml", "retrain-schedule.yaml", "retrain-submit.yaml"}
+EXPECTED_FILES = {
+    "retrain.yaml",
+    "retrain-schedule.yaml",
+    "retrain-submit.yaml",
+    "drift-monitor.yaml",
+    "retrain-webhook-eventsource.yaml",
+    "retrain-on-event-sensor.yaml",
+}
 
 
 def test_render_is_byte_stable_across_two_renders(tmp_path: Path) -> None:
