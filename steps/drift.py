@@ -186,7 +186,7 @@ class _Outcome:
 
 
 def _publish(
-    settings: Settings, outcome: _Outcome, save_html: Callable[[Path], Path] | None
+    settings: Settings, outcome: _Outcome, save_html: Callable[[Path], Path | None] | None
 ) -> DriftResult:
     """Write the result, scores and HTML report to the artifact store and an MLflow run."""
     import mlflow
@@ -206,8 +206,7 @@ def _publish(
     ):
         folder = Path(scratch)
         report_uri = ""
-        if save_html is not None:
-            save_html(folder / REPORT_FILE)
+        if save_html is not None and save_html(folder / REPORT_FILE) is not None:
             report_uri = store.uri(f"{REPORT_DIR}/{outcome.name}/{REPORT_FILE}")
         result = _result(settings, outcome, report_uri, active.info.run_id)
         write_scores(folder, result)
