@@ -12,7 +12,7 @@ export UV_PYTHON ?= python3.11
 export UV_PYTHON_DOWNLOADS := never
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup demo test test-unit check fmt clean render render-check validate lock-serving mlflow-ui
+.PHONY: help setup demo test test-unit check fmt clean render render-check validate lock-serving mlflow-ui bench-serving
 
 help: ## List the tasks
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -60,6 +60,11 @@ lock-serving: $(UV) ## Re-lock serving/requirements.lock (amd64 + arm64) within 
 	$(UV) export --frozen --format requirements-txt --no-hashes --no-dev --no-emit-project -q > .tools/constraints.txt
 	$(UV) pip compile serving/requirements.in --universal --python-version 3.11 \
 		-c .tools/constraints.txt --no-annotate --no-header -q -o serving/requirements.lock
+
+bench-serving: $(VENV_STAMP) ## Benchmark the service vs MLServer, KServe, FastAPI (~10 min; QUICK=1: ~4)
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } \
+		|| { echo "bench-serving needs wrk: run 'sudo apt-get install -y wrk' (Debian/Ubuntu) and retry" >&2; exit 1; }
+	$(RUN) python -m scripts.bench_serving $(if $(QUICK),--quick) $(BENCH_ARGS)
 
 clean: ## Remove the local state (MLflow db, artifacts, bentos) and caches
 	rm -rf .loopline .pytest_cache .mypy_cache .ruff_cache

@@ -129,7 +129,7 @@ def run(settings: Settings, run_name: str = "", now: datetime | None = None) -> 
     started = time.perf_counter()
     moment = (now or datetime.now(UTC)).astimezone(UTC)
     policy = settings.drift
-    tracking.connect(_drift_settings(settings))
+    experiment_id = tracking.connect(_drift_settings(settings))
     champion, reference = _champion(settings.model_name)
     _check_policy_columns(policy, champion)
     delta = policy.since_delta
@@ -168,7 +168,9 @@ def run(settings: Settings, run_name: str = "", now: datetime | None = None) -> 
         name=run_name or f"{champion.model_name}-v{champion.version}-{moment:%Y%m%dT%H%M%SZ}",
         started=started,
     )
-    return _publish(settings, outcome, measurement.save_html if measurement else None)
+    return _publish(
+        settings, experiment_id, outcome, measurement.save_html if measurement else None
+    )
 
 
 @dataclass(frozen=True)
@@ -186,7 +188,10 @@ class _Outcome:
 
 
 def _publish(
-    settings: Settings, outcome: _Outcome, save_html: Callable[[Path], Path | None] | None
+    settings: Settings,
+    experiment_id: str,
+    outcome: _Outcome,
+    save_html: Callable[[Path], Path | None] | None,
 ) -> DriftResult:
     """Write the result, scores and HTML report to the artifact store and an MLflow run."""
     import mlflow
@@ -201,7 +206,7 @@ def _publish(
         "loopline.drift.drifted": str(decision.drifted).lower(),
     }
     with (
-        mlflow.start_run(run_name=outcome.name, tags=tags) as active,
+        mlflow.start_run(experiment_id=experiment_id, run_name=outcome.name, tags=tags) as active,
         tempfile.TemporaryDirectory() as scratch,
     ):
         folder = Path(scratch)

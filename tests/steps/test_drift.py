@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from steps import drift, evaluate, register, tracking, train
 from steps.cli import app
-from steps.data_generate import churn_frame
+from steps.data_generate import NUMERIC_FEATURES, churn_frame
 from steps.errors import ConfigError, RegistryError
 from steps.outputs import read_output
 from steps.settings import DriftSettings, Settings, load_settings
@@ -38,7 +38,10 @@ class Champion:
     model: Any
 
     def predict(self, frame: pd.DataFrame) -> np.ndarray:
-        return np.asarray(self.model.predict(frame), dtype=np.float64)
+        """P(churn) for each row, as the service scores it (numbers as float64)."""
+        features = self.model.metadata.get_input_schema().input_names()
+        inputs = frame[features].astype({name: "float64" for name in NUMERIC_FEATURES})
+        return np.asarray(self.model.predict(inputs), dtype=np.float64)
 
     def log(self, root: Path, frame: pd.DataFrame, version: str = "1", **kwargs: Any) -> None:
         """Log ``frame`` as served by this champion, ending about ten minutes ago."""
@@ -124,11 +127,9 @@ def test_stable_window_is_not_drift_and_everything_is_published(
     tracking.connect(champion.settings)
     experiment = mlflow.get_experiment_by_name(f"{champion.settings.experiment}-drift")
     assert experiment is not None
-    runs = MlflowClient().search_runs(
-        [experiment.experiment_id], "attributes.run_name = 'stable-check'"
-    )
-    assert len(runs) == 1 and runs[0].info.run_id == outcome["mlflow_run_id"]
-    run = runs[0]
+    run = MlflowClient().get_run(outcome["mlflow_run_id"])
+    assert run.info.experiment_id == experiment.experiment_id
+    assert run.info.run_name == "stable-check"
     assert run.data.metrics["drifted_share"] == 0.0
     assert run.data.metrics["rows_excluded"] == 200.0
     assert run.data.metrics["score.monthly_charges"] == pytest.approx(
