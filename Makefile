@@ -12,7 +12,7 @@ export UV_PYTHON ?= python3.11
 export UV_PYTHON_DOWNLOADS := never
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: help setup demo test test-unit check fmt clean render render-check validate lock-serving mlflow-ui bench-serving
+.PHONY: help setup demo test test-unit check fmt clean render render-check validate lock-serving mlflow-ui bench-serving bench-drift
 
 help: ## List the tasks
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -65,6 +65,9 @@ bench-serving: $(VENV_STAMP) ## Benchmark the service vs MLServer, KServe, FastA
 	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } \
 		|| { echo "bench-serving needs wrk: run 'sudo apt-get install -y wrk' (Debian/Ubuntu) and retry" >&2; exit 1; }
 	$(RUN) python -m scripts.bench_serving $(if $(QUICK),--quick) $(BENCH_ARGS)
+
+bench-drift: $(VENV_STAMP) ## Time the drift check on 100k/1M/10M logged rows (~4 min first run)
+	$(RUN) python -m scripts.bench_drift run $(BENCH_ARGS)
 
 clean: ## Remove the local state (MLflow db, artifacts, bentos) and caches
 	rm -rf .loopline .pytest_cache .mypy_cache .ruff_cache

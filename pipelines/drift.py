@@ -79,7 +79,7 @@ def drift_monitor() -> CronWorkflow:
     """Return the ``drift-monitor`` CronWorkflow."""
     check = step_template(
         "drift",
-        flags=("since", "min-rows", "drift-share"),
+        flags=("since", "min-rows", "drift-share", "run-name"),
         outputs=("drifted", "reason", "report_uri"),
         profile=PodProfile("1", "1Gi", "2", "2Gi", deadline_s=1800),
         retry_limit=2,
@@ -103,6 +103,7 @@ def drift_monitor() -> CronWorkflow:
                     "since": "{{workflow.parameters.since}}",
                     "min-rows": "{{workflow.parameters.min-rows}}",
                     "drift-share": "{{workflow.parameters.drift-share}}",
+                    "run-name": "{{workflow.name}}",
                 },
             ),
             Task(

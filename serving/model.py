@@ -127,6 +127,7 @@ class XGBoostPredictor:
             self._booster.load_model(path)
         except xgboost.core.XGBoostError as err:
             raise ModelDirError(f"{path} is not a model XGBoost can load: {err}") from err
+        self._booster.set_param({"nthread": 1})
 
     def predict_proba(self, features: np.ndarray) -> np.ndarray:
         """Return the positive-class probability of each row as float64."""

@@ -16,6 +16,7 @@ model directory; it starts nothing.
 """
 
 import functools
+import gc
 import time
 import uuid
 from pathlib import Path
@@ -109,6 +110,11 @@ class Loopline:
             on_drop=_count_dropped_rows,
         )
         self._log.start()
+        # Everything allocated so far (imports, schemas, the model) lives as long as the worker.
+        # Freezing it spares each full garbage collection from walking it: p99 at one client
+        # went from ~80 ms to ~7 ms here.
+        gc.collect()
+        gc.freeze()
 
     @bentoml.api(route="/predict")  # type: ignore[untyped-decorator]  # _bentoml_sdk has no py.typed
     async def predict(self, row: Row, /) -> Prediction:  # type: ignore[valid-type]

@@ -34,39 +34,25 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-import pandas as pd
 import typer
 from pydantic import BaseModel
 
 from steps import tracking
 from steps.artifact_store import ArtifactStore
 from steps.cli_support import console, new_app, reports_errors
-from steps.drift_policy import PREDICTION, ColumnScore, DriftDecision, Status, decide
+from steps.drift_champion import Champion, check_policy_columns, load_champion
+from steps.drift_policy import ColumnScore, DriftDecision, Status, decide
 from steps.drift_policy import insufficient_data as too_few_rows
 from steps.drift_window import Window, WindowSample, read_window
-from steps.errors import ConfigError, RegistryError
-from steps.evaluate import CHAMPION
+from steps.errors import ConfigError
 from steps.outputs import write_outputs, write_result
 from steps.settings import DriftSettings, Settings, load_settings
-from steps.train import PREDICTION_COLUMN, REFERENCE_ARTIFACT
 
 REPORT_DIR = "drift"
 """Folder of drift reports under the artifact store root, and the MLflow artifact path."""
 EXPERIMENT_SUFFIX = "-drift"
 SCORES_FILE = "scores.json"
 REPORT_FILE = "report.html"
-
-
-class Champion(BaseModel):
-    """The champion version whose reference sample the window is compared with."""
-
-    model_name: str
-    version: str
-    run_id: str
-    features: tuple[str, ...]
-    numeric: tuple[str, ...]
-    categorical: tuple[str, ...]
-    reference_rows: int
 
 
 class DriftResult(BaseModel):
@@ -130,8 +116,8 @@ def run(settings: Settings, run_name: str = "", now: datetime | None = None) -> 
     moment = (now or datetime.now(UTC)).astimezone(UTC)
     policy = settings.drift
     experiment_id = tracking.connect(_drift_settings(settings))
-    champion, reference = _champion(settings.model_name)
-    _check_policy_columns(policy, champion)
+    champion, reference = load_champion(settings.model_name)
+    check_policy_columns(policy, champion)
     delta = policy.since_delta
     window = Window(since=moment - delta if delta else None, last_rows=policy.last_rows)
     source = log_uri(settings)
@@ -290,69 +276,6 @@ def _where(sample: WindowSample, window: Window, champion: Champion) -> str:
         f"{window.describe()}, version {champion.version}, {sample.files} file(s) under "
         f"{sample.location}"
     )
-
-
-def _champion(model_name: str) -> tuple[Champion, pd.DataFrame]:
-    """Read the champion version, its run's ``features`` param and its reference sample."""
-    import mlflow
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient()
-    try:
-        version = client.get_model_version_by_alias(model_name, CHAMPION)
-    except MlflowException as err:
-        raise RegistryError(
-            f"model {model_name!r} has no {CHAMPION!r} alias in {mlflow.get_registry_uri()}: "
-            f"{err.message} (register a model first: loopline demo, or train, evaluate and "
-            "register)"
-        ) from err
-    run_id = str(version.run_id)
-    label = f"{model_name}@{CHAMPION} (version {version.version}, run {run_id})"
-    try:
-        features_param = client.get_run(run_id).data.params.get("features")
-        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=REFERENCE_ARTIFACT)
-    except MlflowException as err:
-        raise RegistryError(
-            f"{label} has no reference sample at artifact {REFERENCE_ARTIFACT}: {err.message} "
-            "(expected a run logged by steps.train)"
-        ) from err
-    if not features_param:
-        raise RegistryError(
-            f"{label}: its run has no 'features' param (expected a steps.train run)"
-        )
-    reference = pd.read_parquet(path)
-    features = tuple(features_param.split(","))
-    missing = [name for name in (*features, PREDICTION_COLUMN) if name not in reference.columns]
-    if missing:
-        raise RegistryError(
-            f"{label}: reference sample {REFERENCE_ARTIFACT} lacks column(s) {', '.join(missing)}"
-        )
-    numeric = tuple(n for n in features if pd.api.types.is_numeric_dtype(reference[n].dtype))
-    champion = Champion(
-        model_name=model_name,
-        version=str(version.version),
-        run_id=run_id,
-        features=features,
-        numeric=numeric,
-        categorical=tuple(name for name in features if name not in numeric),
-        reference_rows=len(reference),
-    )
-    return champion, reference
-
-
-def _check_policy_columns(policy: DriftSettings, champion: Champion) -> None:
-    columns = (*champion.features, PREDICTION)
-    for setting, names in (
-        ("critical_features", policy.critical_features),
-        ("column_thresholds", tuple(policy.column_thresholds)),
-    ):
-        unknown = [name for name in names if name not in columns]
-        if unknown:
-            raise ConfigError(
-                f"LOOPLINE_DRIFT__{setting.upper()} names {', '.join(unknown)}, not a column of "
-                f"{champion.model_name} v{champion.version}; columns: {', '.join(columns)}"
-            )
 
 
 def _column_thresholds(values: list[str] | None) -> dict[str, float] | None:

@@ -219,9 +219,7 @@ def test_last_rows_window_from_the_command_line(
 
 
 @pytest.mark.integration
-def test_no_champion_is_an_error_naming_model_and_alias(
-    loopline_env: Path, tmp_path: Path
-) -> None:
+def test_no_champion_is_an_error_naming_model_and_alias(loopline_env: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["drift", "--out-dir", str(tmp_path / "out")])
     assert result.exit_code == RegistryError.exit_code
     assert "model 'churn' has no 'champion' alias" in result.output

@@ -36,7 +36,7 @@ def frame(rows: int, seed: int, shift: float = 0.0, new_plan: float = 0.0) -> pd
 REFERENCE = frame(2_000, seed=1)
 
 
-def by_column(current: pd.DataFrame, policy: DriftSettings | None = None):  # type: ignore[no-untyped-def]
+def by_column(current: pd.DataFrame, policy: DriftSettings | None = None):
     measured = measure(REFERENCE, current, NUMERIC, CATEGORICAL, policy or DriftSettings())
     return {score.column: score for score in measured.scores}, measured
 
@@ -109,7 +109,7 @@ def test_a_column_missing_on_both_sides_is_not_drift() -> None:
 
 
 def test_a_method_evidently_rejects_for_the_data_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="categorical_method='fisher_exact'.*binary data"):
+    with pytest.raises(ConfigError, match=r"categorical_method='fisher_exact'.*binary data"):
         by_column(frame(1_000, seed=8), DriftSettings(categorical_method="fisher_exact"))
 
 

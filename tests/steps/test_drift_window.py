@@ -206,7 +206,7 @@ def test_days_before_the_window_are_never_opened(tmp_path: Path) -> None:
     old.mkdir(parents=True)
     (old / "part-1-00000000.parquet").write_bytes(b"not parquet")
     assert read(tmp_path, window=Window(since=NOW - timedelta(days=1))).rows == 10
-    with pytest.raises(DataError, match="date=2026-03-01/part-1-00000000.parquet"):
+    with pytest.raises(DataError, match=r"date=2026-03-01/part-1-00000000\.parquet"):
         read(tmp_path)
 
 
