@@ -18,6 +18,7 @@ import yaml
 from hera.workflows import DAG, CronWorkflow, Parameter, Resource, Task
 from hera.workflows.models import PodGC, TTLStrategy, ValueFrom
 
+from pipelines.retrain import DEFAULT_DATA_URI
 from pipelines.templates import PodProfile, step_template, task_output
 from steps.settings import DriftSettings
 
@@ -46,6 +47,11 @@ def monitor_parameters() -> list[Parameter]:
             value=str(drift.drift_share),
             description="share of drifted features that triggers",
         ),
+        Parameter(
+            name="data-uri",
+            value=DEFAULT_DATA_URI,
+            description="training data the triggered retrain uses",
+        ),
         Parameter(name="image", value=_pipeline_image(), description="pipeline image"),
     ]  # fmt: skip
 
@@ -68,6 +74,7 @@ def retrain_manifest() -> str:
                 "parameters": [
                     {"name": "reason", "value": "drift"},
                     {"name": "drift-report-uri", "value": "{{inputs.parameters.report-uri}}"},
+                    {"name": "data-uri", "value": "{{inputs.parameters.data-uri}}"},
                 ]
             },
         },
@@ -88,7 +95,7 @@ def drift_monitor() -> CronWorkflow:
         name="trigger-retrain",
         action="create",
         manifest=retrain_manifest(),
-        inputs=[Parameter(name="report-uri")],
+        inputs=[Parameter(name="report-uri"), Parameter(name="data-uri")],
         outputs=[
             Parameter(name="workflow-name", value_from=ValueFrom(json_path="{.metadata.name}")),
         ],
@@ -109,7 +116,10 @@ def drift_monitor() -> CronWorkflow:
             Task(
                 name="trigger-retrain",
                 template=trigger,
-                arguments={"report-uri": task_output("check", "report_uri")},
+                arguments={
+                    "report-uri": task_output("check", "report_uri"),
+                    "data-uri": "{{workflow.parameters.data-uri}}",
+                },
                 depends="check",
                 when=DRIFTED_WHEN,
             ),

@@ -46,6 +46,7 @@ PROMOTE_WHEN = f"{task_output('evaluate', 'decision')} == promote"
 """The gate of every task after ``evaluate``: it runs only when the challenger is promoted."""
 
 REASONS = ("manual", "schedule", "drift")
+DEFAULT_DATA_URI = "s3://loopline/data/churn.parquet"
 WORKFLOW_DEADLINE_S = 4 * 3600
 SCHEDULES = ("0 3 * * 1",)
 """Mondays 03:00 in :data:`TIMEZONE`."""
@@ -94,7 +95,7 @@ def run_parameters() -> list[Parameter]:
         return Parameter(name=name, value=default, description=description, enum=allowed)
 
     return [
-        declare("data-uri", "s3://loopline/data/churn.parquet", "training data (CSV or Parquet)"),
+        declare("data-uri", DEFAULT_DATA_URI, "training data (CSV or Parquet)"),
         declare("target", data.target, "label column"),
         declare("model-kind", train.model_kind, "estimator", enum=get_args(ModelKind)),
         declare("seed", str(seed), "random seed"),

@@ -2,9 +2,12 @@
 
 Usage::
 
-    python scripts/serve.py --model-tag churn:latest --port 3000
-    python scripts/serve.py --model-dir path/to/model-dir --port 3000
+    python -m scripts.serve --port 3000                      # <model_name>:latest
+    python -m scripts.serve --model-tag churn:abc123 --port 3000
+    python -m scripts.serve --model-dir path/to/model-dir --port 3000
 
+A tag is looked up in the pipeline's BentoML store (``BENTOML_HOME``, default: the Loopline
+settings' ``bentoml_home``, i.e. ``.loopline/bentoml`` where the build step puts the models).
 It checks the model first (a clear error instead of a server traceback), then replaces itself
 with ``bentoml serve serving.service:Loopline``, configured through ``LOOPLINE_SERVING__*``:
 the model, ``LEAN_IMPORTS`` on (XGBoost is imported without scikit-learn, so a worker starts in
@@ -23,10 +26,10 @@ import typer
 
 from steps.cli_support import new_app, reports_errors
 from steps.errors import ConfigError
+from steps.settings import load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 SERVICE = "serving.service:Loopline"
-DEFAULT_TAG = "churn:latest"
 
 app = new_app("Serve a model with the Loopline BentoML service on localhost.")
 
@@ -40,8 +43,14 @@ def serve_command(
     workers: int,
     log_dir: Path | None,
     environ: dict[str, str],
+    default_tag: str,
+    bentoml_home: Path,
 ) -> tuple[list[str], dict[str, str]]:
     """Return the ``bentoml serve`` argv and environment for the given model and address.
+
+    Args:
+        default_tag: the tag served when neither a directory nor a tag is given.
+        bentoml_home: the BentoML store to use unless ``environ`` names one.
 
     Raises:
         ConfigError: if both a model directory and a tag are given.
@@ -52,20 +61,21 @@ def serve_command(
     if model_dir is not None:
         env["LOOPLINE_SERVING__MODEL_DIR"] = str(model_dir.resolve())
     else:
-        env["LOOPLINE_SERVING__MODEL_TAG"] = model_tag or DEFAULT_TAG
+        env["LOOPLINE_SERVING__MODEL_TAG"] = model_tag or default_tag
     env["LOOPLINE_SERVING__LEAN_IMPORTS"] = "true"
     env["LOOPLINE_SERVING__WORKERS"] = str(workers)
     if log_dir is not None:
         env["LOOPLINE_SERVING__LOG_DIR"] = str(log_dir.resolve())
     env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.setdefault("PYTHONPYCACHEPREFIX", str(REPO / ".loopline" / "pycache"))
+    env.setdefault("BENTOML_HOME", str(bentoml_home))
     env.setdefault("BENTOML_DO_NOT_TRACK", "True")
     argv = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", host, "--port", str(port)]
     return argv, env
 
 
-def check_model(model_dir: Path | None, model_tag: str | None) -> None:
-    """Fail early, with the reason, if the model cannot be served.
+def check_model(model_dir: Path | None, model_tag: str) -> None:
+    """Fail early, with the reason, if the model cannot be served (``BENTOML_HOME`` set first).
 
     Raises:
         ConfigError: if the directory is incomplete or the tag is not in the BentoML store.
@@ -80,11 +90,11 @@ def check_model(model_dir: Path | None, model_tag: str | None) -> None:
         from bentoml.exceptions import NotFound
 
         try:
-            stored = bentoml.models.get(model_tag or DEFAULT_TAG)
+            stored = bentoml.models.get(model_tag)
         except NotFound as err:
             raise ConfigError(
-                f"model {model_tag or DEFAULT_TAG} is not in the BentoML model store "
-                f"(BENTOML_HOME); build it first or pass --model-dir: {err}"
+                f"model {model_tag} is not in the BentoML model store at "
+                f"{os.environ.get('BENTOML_HOME')}; build it first or pass --model-dir: {err}"
             ) from err
         check_servable(read_model_dir(Path(stored.path)))
     except ModelDirError as err:
@@ -98,7 +108,7 @@ def main(
         Path | None, typer.Option(help="directory with model.ubj, feature_spec.json, metadata.json")
     ] = None,
     model_tag: Annotated[
-        str | None, typer.Option(help=f"BentoML model tag [default: {DEFAULT_TAG}]")
+        str | None, typer.Option(help="BentoML model tag [default: <model_name>:latest]")
     ] = None,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="port to listen on")] = 3000,
@@ -108,6 +118,7 @@ def main(
     ] = None,
 ) -> None:
     """Serve the model until Ctrl-C."""
+    settings = load_settings()
     argv, env = serve_command(
         model_dir=model_dir,
         model_tag=model_tag,
@@ -116,8 +127,11 @@ def main(
         workers=workers,
         log_dir=log_dir,
         environ=dict(os.environ),
+        default_tag=f"{settings.model_name}:latest",
+        bentoml_home=settings.resolved_bentoml_home,
     )
-    check_model(model_dir, model_tag)
+    os.environ["BENTOML_HOME"] = env["BENTOML_HOME"]
+    check_model(model_dir, env.get("LOOPLINE_SERVING__MODEL_TAG", ""))
     os.chdir(REPO)
     # Replace this process, so Ctrl-C and SIGTERM reach bentoml serve directly.
     os.execve(argv[0], argv, env)  # noqa: S606 - argv is built above, no shell involved

@@ -369,12 +369,14 @@ class _Run:
             )
         scope = {**self.scope(inputs), **task_scope(records)}
         try:
-            given = {p.name: substitute(p.value or p.default or "", scope) for p in task.parameters}
-            artifacts = {a.name: self.artifact_uri(a.source, a.key, scope) for a in task.artifacts}
+            # `when` first, as Argo does: a skipped task's arguments may name outputs of tasks
+            # that were themselves skipped, and are never resolved.
             condition = substitute(task.when, scope) if task.when else ""
             if condition and not evaluate_when(condition):
                 message = f"when '{condition}' evaluated false"
                 return self.new_node(name, display, called, "Skipped", message)
+            given = {p.name: substitute(p.value or p.default or "", scope) for p in task.parameters}
+            artifacts = {a.name: self.artifact_uri(a.source, a.key, scope) for a in task.artifacts}
         except (UnresolvedReferenceError, ExpressionError) as err:
             return self.new_node(name, display, called, "Error", f"task {task.name!r}: {err}")
         pool = self.dag_pool if called.kind == "dag" else self.pod_pool

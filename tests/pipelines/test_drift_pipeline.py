@@ -37,9 +37,11 @@ def test_monitor_checks_then_creates_retrain_only_when_drifted() -> None:
     assert parameters == {
         "reason": "drift",
         "drift-report-uri": "{{inputs.parameters.report-uri}}",
+        "data-uri": "{{inputs.parameters.data-uri}}",
     }
     assert tasks["trigger-retrain"]["arguments"]["parameters"] == [
-        {"name": "report-uri", "value": "{{tasks.check.outputs.parameters.report_uri}}"}
+        {"name": "report-uri", "value": "{{tasks.check.outputs.parameters.report_uri}}"},
+        {"name": "data-uri", "value": "{{workflow.parameters.data-uri}}"},
     ]
     assert spec["workflowSpec"]["serviceAccountName"] == "loopline-drift"
 

@@ -30,6 +30,8 @@ def test_a_model_dir_becomes_the_serving_settings(tmp_path: Path) -> None:
             "LOOPLINE_SERVING__MODEL_TAG": "stale:1",
             "HOME": "/root",
         },
+        default_tag="churn:latest",
+        bentoml_home=Path("/state/bentoml"),
     )
     assert argv[1:] == [
         "-m",
@@ -48,26 +50,24 @@ def test_a_model_dir_becomes_the_serving_settings(tmp_path: Path) -> None:
     assert "PYTHONDONTWRITEBYTECODE" not in env
     assert env["PYTHONPYCACHEPREFIX"] == str(REPO / ".loopline" / "pycache")
     assert env["HOME"] == "/root"
+    assert env["BENTOML_HOME"] == "/state/bentoml"
 
 
-def test_without_a_model_the_latest_churn_model_is_served() -> None:
+def test_without_a_model_the_default_tag_is_served_from_the_given_store() -> None:
     _, env = serve_command(
-        model_dir=None, model_tag=None, host="h", port=1, workers=1, log_dir=None, environ={}
-    )
+        model_dir=None, model_tag=None, host="h", port=1, workers=1, log_dir=None,
+        environ={"BENTOML_HOME": "/mine"}, default_tag="churn:latest", bentoml_home=Path("/state"),
+    )  # fmt: skip
     assert env["LOOPLINE_SERVING__MODEL_TAG"] == "churn:latest"
+    assert env["BENTOML_HOME"] == "/mine"
 
 
 def test_both_a_dir_and_a_tag_is_refused() -> None:
     with pytest.raises(ConfigError, match="not both"):
         serve_command(
-            model_dir=Path("m"),
-            model_tag="churn:1",
-            host="h",
-            port=1,
-            workers=1,
-            log_dir=None,
-            environ={},
-        )
+            model_dir=Path("m"), model_tag="churn:1", host="h", port=1, workers=1, log_dir=None,
+            environ={}, default_tag="churn:latest", bentoml_home=Path("/state"),
+        )  # fmt: skip
 
 
 def _run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
@@ -93,8 +93,18 @@ def test_a_tag_missing_from_the_store_is_a_one_line_error(tmp_path: Path) -> Non
     env = {**os.environ, "BENTOML_HOME": str(tmp_path), "BENTOML_DO_NOT_TRACK": "True"}
     done = _run("--model-tag", "churn:nosuchversion", "--port", "3999", env=env)
     assert done.returncode == 2
-    assert "churn:nosuchversion is not in the BentoML model store" in done.stderr
+    assert f"churn:nosuchversion is not in the BentoML model store at {tmp_path}" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_without_a_tag_the_settings_model_name_is_looked_up_in_their_store(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOPLINE_", "BENTOML_HOME"))}
+    env.update({"LOOPLINE_STATE_DIR": str(tmp_path), "LOOPLINE_MODEL_NAME": "attrition"})
+    done = _run("--port", "3999", env=env)
+    assert done.returncode == 2
+    assert f"attrition:latest is not in the BentoML model store at {tmp_path / 'bentoml'}" in (
+        done.stderr.replace("\n", "")
+    )
 
 
 @pytest.mark.integration

@@ -584,3 +584,37 @@ def test_workflow_variables_task_status_and_retries_resolve(run_yaml: RunYaml) -
     stamp, status, retries = (record.node("second").outputs.result or "").split()
     assert stamp == record.started.strftime("%Y-%m-%dT%H:%M:%SZ")
     assert (status, retries) == ("Succeeded", "retry=0")
+
+
+GATED_CHAIN = """
+          - name: decide
+            template: shout
+            arguments:
+              parameters:
+                - {name: text, value: "{{workflow.parameters.word}}"}
+          - name: first
+            depends: decide
+            when: "'{{tasks.decide.outputs.parameters.loud}}' == 'GO!'"
+            template: shout
+            arguments: {parameters: [{name: text, value: "one"}]}
+          - name: second
+            depends: first
+            when: "'{{tasks.decide.outputs.parameters.loud}}' == 'GO!'"
+            template: shout
+            arguments:
+              parameters:
+                - {name: text, value: "{{tasks.first.outputs.parameters.loud}}"}
+"""
+
+
+def test_a_false_when_skips_before_arguments_naming_skipped_outputs_are_resolved(
+    run_yaml: RunYaml,
+) -> None:
+    # Like the retrain DAG: register and build are both gated; build's argument names an output
+    # of register, which does not exist when register was skipped.
+    record = run_yaml(dag(GATED_CHAIN, SHOUT, arguments=PARAMS), {"word": "stop"})
+    assert record.node("first").phase == "Skipped"
+    assert record.node("second").phase == "Skipped"
+    assert record.phase == "Succeeded"
+    ran = run_yaml(dag(GATED_CHAIN, SHOUT, arguments=PARAMS), {"word": "go"})
+    assert ran.node("second").outputs.parameters["loud"] == "ONE!!"  # shouted twice

@@ -1,0 +1,130 @@
+"""Drift monitoring end to end on one machine: the champion served by ``bentoml serve`` logs
+real traffic, and the rendered ``drift-monitor`` CronWorkflow, run by the local runner, triggers
+a ``retrain`` that completes when the traffic drifted, and does nothing when it did not."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from steps import build, evaluate, register, train, tracking
+from steps.data import churn_frame
+from steps.localrun.executor import RunOptions, run_workflow
+from steps.localrun.record import RunRecord, read_record
+from tests.fixtures.serving import start_server
+from tests.fixtures.training import small_settings
+
+pytestmark = pytest.mark.integration
+
+ARGO = Path(__file__).resolve().parents[2] / "argo"
+TRAFFIC_ROWS = 1_200
+# Five of the twelve churn features shift: above the default drift share of 0.3.
+SHIFTED = ("monthly_charges", "data_usage_gb", "support_calls", "tenure_months", "age")
+
+
+@dataclass(frozen=True)
+class Champion:
+    """A local store with a served-ready champion and the data it was trained on."""
+
+    state: Path
+    data: Path
+    model_dir: Path
+
+
+@pytest.fixture(scope="module")
+def champion(tmp_path_factory: pytest.TempPathFactory, churn_parquet: Path) -> Iterator[Champion]:
+    state = tmp_path_factory.mktemp("drift-e2e") / "state"
+    settings = small_settings(state, churn_parquet)
+    run_id = train.run(settings, pipeline_run="seed-champion").run_id
+    evaluate.run(settings, run_id)
+    register.run(settings, run_id)
+    tracking.connect(settings)
+    version = build.resolve_version(settings, None, "champion")
+    model_dir = build.materialize(settings, version, "champion", state.parent / "model")
+    yield Champion(state=state, data=churn_parquet, model_dir=model_dir)
+
+
+def _send_traffic(champion: Champion, log_dir: Path, scenario: str, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPLINE_")}
+    env.update(
+        {
+            "LOOPLINE_SERVING__MODEL_DIR": str(champion.model_dir),
+            "LOOPLINE_SERVING__LEAN_IMPORTS": "true",
+            "LOOPLINE_SERVING__LOG_DIR": str(log_dir),
+            "BENTOML_HOME": str(tmp_path / "bentoml"),
+            "BENTOML_DO_NOT_TRACK": "True",
+        }
+    )
+    server = start_server(env, tmp_path / "server.log")
+    frame = churn_frame(
+        TRAFFIC_ROWS, seed=2024, scenario=scenario, shift_sigma=1.5, shift_features=SHIFTED
+    )
+    features = frame.drop(columns=["customer_id", "event_timestamp", "churned"])
+    rows = [
+        {k: (None if v != v else v) for k, v in row.items()}  # NaN -> missing
+        for row in features.to_dict(orient="records")
+    ]
+    for start in range(0, len(rows), 200):
+        response = server.http.post("/predict_batch", json=rows[start : start + 200])
+        assert response.status_code == 200, response.text
+    assert server.stop(signal.SIGTERM) == 0  # a normal stop flushes the inference log
+
+
+def _monitor(champion: Champion, log_dir: Path, monkeypatch: pytest.MonkeyPatch) -> RunRecord:
+    from steps.settings import Settings
+
+    monkeypatch.setenv("LOOPLINE_DRIFT__LOG_URI", str(log_dir))
+    # The champion's own hyper-parameters: the retrained challenger passes the gate.
+    monkeypatch.setenv("LOOPLINE_TRAIN__N_ESTIMATORS", "40")
+    monkeypatch.setenv("LOOPLINE_TRAIN__MAX_DEPTH", "4")
+    return run_workflow(
+        ARGO / "drift-monitor.yaml",
+        {"since": "all", "min-rows": "500", "data-uri": str(champion.data)},
+        settings=Settings(state_dir=champion.state),
+        options=RunOptions(backoff_scale=0.0),
+    )
+
+
+def test_drifted_traffic_triggers_a_retrain_that_completes(
+    champion: Champion, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    log_dir = tmp_path / "inference-log"
+    _send_traffic(champion, log_dir, "covariate", tmp_path)
+
+    record = _monitor(champion, log_dir, monkeypatch)
+
+    assert record.phase == "Succeeded", [(n.display_name, n.phase, n.message) for n in record.nodes]
+    check = record.node("check").outputs.parameters
+    assert check["drifted"] == "true", check["reason"]
+    assert record.node("trigger-retrain").phase == "Succeeded"
+    (child,) = record.children
+    assert child.phase == "Succeeded"
+    retrain = read_record(Path(child.record))
+    assert retrain.parameters["reason"] == "drift"
+    assert retrain.parameters["drift-report-uri"] == check["report_uri"]
+    assert retrain.node("register").phase == "Succeeded"
+    settings = small_settings(champion.state, champion.data)
+    tracking.connect(settings)
+    versions = MlflowClient().search_model_versions("name='churn'")
+    assert {v.tags.get("pipeline_run") for v in versions} >= {retrain.name}
+
+
+def test_undrifted_traffic_triggers_nothing(
+    champion: Champion, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log_dir = tmp_path / "inference-log"
+    _send_traffic(champion, log_dir, "none", tmp_path)
+
+    record = _monitor(champion, log_dir, monkeypatch)
+
+    assert record.phase == "Succeeded"
+    assert record.node("check").outputs.parameters["drifted"] == "false"
+    assert record.node("trigger-retrain").phase == "Skipped"
+    assert record.children == []
