@@ -62,8 +62,8 @@ class MicroBatcher:
         self._queue: deque[_Job] = deque()
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
-        # One scoring thread: batches run one at a time anyway, and a single thread keeps the
-        # model's native allocations in one malloc arena instead of one per pool thread.
+        # Batches run one at a time, so one dedicated thread scores them all (the event loop's
+        # default pool is left to BentoML).
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="scorer")
 
     async def predict(self, features: np.ndarray) -> np.ndarray:

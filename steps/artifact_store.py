@@ -1,9 +1,10 @@
 """The artifact store: keys under ``Settings().resolved_artifact_store`` (file:// or s3://).
 
 Steps keep large outputs here (bento archives, drift reports) and the local runner maps Argo's
-key-only S3 artifacts here. An Argo artifact ``s3: {key: K}`` without bucket or endpoint means "key K in the artifact
-repository"; locally that repository is ``Settings().resolved_artifact_store``: a ``file://``
-directory or an ``s3://bucket/prefix`` reached with boto3 at ``Settings().s3.endpoint_url``.
+key-only S3 artifacts here. An Argo artifact ``s3: {key: K}`` without bucket or endpoint means
+"key K in the artifact repository"; locally that repository is
+``Settings().resolved_artifact_store``: a ``file://`` directory or an ``s3://bucket/prefix``
+reached with boto3 at ``Settings().s3.endpoint_url``.
 Files and directories are copied as they are (no tar/gzip archive).
 """
 

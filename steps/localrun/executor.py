@@ -18,8 +18,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
-from steps.errors import WorkflowError
 from steps.artifact_store import ArtifactStore
+from steps.errors import WorkflowError
 from steps.localrun.expressions import (
     ExpressionError,
     TaskOutcome,

@@ -8,8 +8,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from steps.errors import WorkflowError
 from steps.artifact_store import ArtifactStore
+from steps.errors import WorkflowError
 from steps.localrun.expressions import substitute
 from steps.localrun.model import RetryStrategy, Template, parse_duration_s
 from steps.localrun.process import ProcessResult, run_process

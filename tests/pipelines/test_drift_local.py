@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from steps import build, evaluate, register, train, tracking
+from steps import build, evaluate, register, tracking, train
 from steps.data import churn_frame
 from steps.localrun.executor import RunOptions, run_workflow
 from steps.localrun.record import RunRecord, read_record

@@ -1,9 +1,7 @@
 """Containerize step: the BuildKit build context and invocation, checked without an engine.
 
-No container engine or registry runs on these machines, so the BuildKit client is replaced by a
-fake ``buildctl-daemonless.sh`` that accepts only what the real CLI accepts for this build,
-requires the Dockerfile in the ``dockerfile`` local, and writes the metadata file the way
-BuildKit does (``containerimage.digest``), with a digest derived from the context's bytes.
+No container engine or registry runs on these machines, so the BuildKit client is replaced by
+tests/fixtures/bin/buildctl_daemonless.py (see its docstring), put first on PATH.
 """
 
 from __future__ import annotations
@@ -19,32 +17,7 @@ from steps import build, containerize
 from steps.errors import BuildError, ConfigError
 from tests.fixtures.training import TrainedRun
 
-FAKE_BUILDCTL = r'''#!/usr/bin/env python3
-import hashlib, json, pathlib, sys
-args = sys.argv[1:]
-if args[:1] != ["build"]:
-    sys.exit("buildctl: only 'build' is supported by this fake")
-opts, locals_, out, meta, frontend = [], {}, None, None, None
-i = 1
-while i < len(args):
-    flag, value = args[i], args[i + 1]
-    if flag == "--frontend": frontend = value
-    elif flag == "--local": key, _, path = value.partition("="); locals_[key] = pathlib.Path(path)
-    elif flag == "--opt": opts.append(value)
-    elif flag == "--output": out = dict(p.split("=", 1) for p in value.split(","))
-    elif flag == "--metadata-file": meta = pathlib.Path(value)
-    else: sys.exit(f"buildctl: unknown flag {flag}")
-    i += 2
-if frontend != "dockerfile.v0": sys.exit("buildctl: frontend must be dockerfile.v0")
-dockerfile = locals_["dockerfile"] / dict(o.split("=", 1) for o in opts).get("filename", "Dockerfile")
-if not dockerfile.is_file(): sys.exit(f"buildctl: no Dockerfile at {dockerfile}")
-if out is None or out.get("type") != "image" or out.get("push") != "true": sys.exit("buildctl: bad --output")
-digest = hashlib.sha256()
-for path in sorted(locals_["context"].rglob("*")):
-    if path.is_file(): digest.update(path.read_bytes())
-pathlib.Path(sys.argv[0] + ".calls").write_text(json.dumps(args))
-meta.write_text(json.dumps({"containerimage.digest": "sha256:" + digest.hexdigest(), "image.name": out["name"]}))
-'''
+FAKE_BUILDCTL = Path(__file__).resolve().parents[1] / "fixtures" / "bin" / "buildctl_daemonless.py"
 
 
 @pytest.fixture
@@ -53,14 +26,15 @@ def fake_buildkit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     script = bin_dir / containerize.BUILDKIT_DAEMONLESS
-    script.write_text(FAKE_BUILDCTL)
+    script.write_text(FAKE_BUILDCTL.read_text())
     script.chmod(script.stat().st_mode | stat.S_IXUSR)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     return script
 
 
 def test_platforms_and_registry_are_checked() -> None:
-    assert containerize.parse_platforms("linux/amd64, linux/arm64") == ["linux/amd64", "linux/arm64"]
+    both = containerize.parse_platforms("linux/amd64, linux/arm64")
+    assert both == ["linux/amd64", "linux/arm64"]
     with pytest.raises(ConfigError, match="linux/ppc64le"):
         containerize.parse_platforms("linux/ppc64le")
     with pytest.raises(ConfigError, match="no scheme"):

@@ -10,12 +10,13 @@ from typer.testing import CliRunner
 from steps import evaluate, register, train
 from steps.cli import app
 from steps.errors import RegistryError
+from steps.settings import Settings
 from tests.fixtures.training import small_settings
 
 pytestmark = pytest.mark.integration
 
 
-def _aliases(settings, name: str) -> dict[str, str]:  # type: ignore[no-untyped-def]
+def _aliases(settings: Settings, name: str) -> dict[str, str]:
     from mlflow.tracking import MlflowClient
 
     from steps import tracking
