@@ -24,9 +24,9 @@ from typing import Annotated
 
 import typer
 
-from steps.cli_support import new_app, reports_errors
+from steps.cli_support import console, new_app, reports_errors
 from steps.errors import ConfigError
-from steps.settings import load_settings
+from steps.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
 SERVICE = "serving.service:Loopline"
@@ -43,25 +43,23 @@ def serve_command(
     workers: int,
     log_dir: Path | None,
     environ: dict[str, str],
-    default_tag: str,
     bentoml_home: Path,
 ) -> tuple[list[str], dict[str, str]]:
     """Return the ``bentoml serve`` argv and environment for the given model and address.
 
     Args:
-        default_tag: the tag served when neither a directory nor a tag is given.
         bentoml_home: the BentoML store to use unless ``environ`` names one.
 
     Raises:
-        ConfigError: if both a model directory and a tag are given.
+        ConfigError: unless exactly one of a model directory and a tag is given.
     """
-    if model_dir is not None and model_tag is not None:
+    if (model_dir is None) == (model_tag is None):
         raise ConfigError("give --model-dir or --model-tag, not both")
     env = {key: value for key, value in environ.items() if not key.startswith("LOOPLINE_SERVING__")}
     if model_dir is not None:
         env["LOOPLINE_SERVING__MODEL_DIR"] = str(model_dir.resolve())
     else:
-        env["LOOPLINE_SERVING__MODEL_TAG"] = model_tag or default_tag
+        env["LOOPLINE_SERVING__MODEL_TAG"] = str(model_tag)
     env["LOOPLINE_SERVING__LEAN_IMPORTS"] = "true"
     env["LOOPLINE_SERVING__WORKERS"] = str(workers)
     if log_dir is not None:
@@ -101,6 +99,23 @@ def check_model(model_dir: Path | None, model_tag: str) -> None:
         raise ConfigError(str(err)) from err
 
 
+def champion_dir(settings: Settings) -> Path:
+    """Return a servable directory of the registry's ``champion``, materializing it once.
+
+    Raises:
+        RegistryError: when there is no champion yet (run ``make demo`` first).
+    """
+    from steps import build, tracking
+
+    tracking.connect(settings)
+    version = build.resolve_version(settings, None, "champion")
+    target = settings.state_path / "serving" / f"{settings.model_name}-v{version.version}"
+    if not (target / "metadata.json").exists():
+        build.materialize(settings, version, "champion", target)
+    console.print(f"serving {settings.model_name} v{version.version} (champion) from {target}")
+    return target
+
+
 @app.command()
 @reports_errors
 def main(
@@ -108,7 +123,7 @@ def main(
         Path | None, typer.Option(help="directory with model.ubj, feature_spec.json, metadata.json")
     ] = None,
     model_tag: Annotated[
-        str | None, typer.Option(help="BentoML model tag [default: <model_name>:latest]")
+        str | None, typer.Option(help="BentoML model tag (e.g. one the build step imported)")
     ] = None,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=1, max=65535, help="port to listen on")] = 3000,
@@ -117,17 +132,18 @@ def main(
         Path | None, typer.Option(help="inference log directory [default: .loopline/inference-log]")
     ] = None,
 ) -> None:
-    """Serve the model until Ctrl-C."""
+    """Serve a model until Ctrl-C: by default the registry's current champion."""
     settings = load_settings()
+    if model_dir is None and model_tag is None:
+        model_dir = champion_dir(settings)
     argv, env = serve_command(
         model_dir=model_dir,
         model_tag=model_tag,
         host=host,
         port=port,
         workers=workers,
-        log_dir=log_dir,
+        log_dir=log_dir or settings.state_path / "inference-log",
         environ=dict(os.environ),
-        default_tag=f"{settings.model_name}:latest",
         bentoml_home=settings.resolved_bentoml_home,
     )
     os.environ["BENTOML_HOME"] = env["BENTOML_HOME"]

@@ -28,8 +28,9 @@ class ServingSettings(BaseSettings):
     model_dir: Path | None = Field(
         None, description="a directory with model.ubj, feature_spec.json, metadata.json"
     )
-    max_batch_rows: int = Field(1000, ge=1, le=100_000, description="rows per /predict_batch")
-    batch_max_size: int = Field(128, ge=2, le=10_000, description="adaptive batch, in rows")
+    max_batch_rows: int = Field(
+        1000, ge=1, le=100_000, description="most rows per /predict_batch and per model call"
+    )
     batch_max_latency_ms: int = Field(
         40, ge=1, le=60_000, description="queueing beyond this answers 503"
     )

@@ -13,6 +13,7 @@ import pytest
 from scripts.serve import serve_command
 from steps.errors import ConfigError
 from tests.fixtures.serving import REPO, TinyModel, sample_rows, serving_env, start_server
+from tests.fixtures.training import TrainedRun
 
 SCRIPT = str(REPO / "scripts" / "serve.py")
 
@@ -30,7 +31,6 @@ def test_a_model_dir_becomes_the_serving_settings(tmp_path: Path) -> None:
             "LOOPLINE_SERVING__MODEL_TAG": "stale:1",
             "HOME": "/root",
         },
-        default_tag="churn:latest",
         bentoml_home=Path("/state/bentoml"),
     )
     assert argv[1:] == [
@@ -53,12 +53,12 @@ def test_a_model_dir_becomes_the_serving_settings(tmp_path: Path) -> None:
     assert env["BENTOML_HOME"] == "/state/bentoml"
 
 
-def test_without_a_model_the_default_tag_is_served_from_the_given_store() -> None:
+def test_a_tag_is_served_from_the_callers_store_when_it_names_one() -> None:
     _, env = serve_command(
-        model_dir=None, model_tag=None, host="h", port=1, workers=1, log_dir=None,
-        environ={"BENTOML_HOME": "/mine"}, default_tag="churn:latest", bentoml_home=Path("/state"),
+        model_dir=None, model_tag="churn:v1-abc", host="h", port=1, workers=1, log_dir=None,
+        environ={"BENTOML_HOME": "/mine"}, bentoml_home=Path("/state"),
     )  # fmt: skip
-    assert env["LOOPLINE_SERVING__MODEL_TAG"] == "churn:latest"
+    assert env["LOOPLINE_SERVING__MODEL_TAG"] == "churn:v1-abc"
     assert env["BENTOML_HOME"] == "/mine"
 
 
@@ -66,7 +66,7 @@ def test_both_a_dir_and_a_tag_is_refused() -> None:
     with pytest.raises(ConfigError, match="not both"):
         serve_command(
             model_dir=Path("m"), model_tag="churn:1", host="h", port=1, workers=1, log_dir=None,
-            environ={}, default_tag="churn:latest", bentoml_home=Path("/state"),
+            environ={}, bentoml_home=Path("/state"),
         )  # fmt: skip
 
 
@@ -97,14 +97,13 @@ def test_a_tag_missing_from_the_store_is_a_one_line_error(tmp_path: Path) -> Non
     assert "Traceback" not in done.stderr
 
 
-def test_without_a_tag_the_settings_model_name_is_looked_up_in_their_store(tmp_path: Path) -> None:
+def test_without_a_model_the_champion_is_served_and_its_absence_is_named(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOPLINE_", "BENTOML_HOME"))}
     env.update({"LOOPLINE_STATE_DIR": str(tmp_path), "LOOPLINE_MODEL_NAME": "attrition"})
     done = _run("--port", "3999", env=env)
     assert done.returncode == 2
-    assert f"attrition:latest is not in the BentoML model store at {tmp_path / 'bentoml'}" in (
-        done.stderr.replace("\n", "")
-    )
+    assert "model 'attrition' has no alias 'champion'" in done.stderr.replace("\n", "")
+    assert "Traceback" not in done.stderr
 
 
 @pytest.mark.integration
@@ -136,3 +135,19 @@ def test_the_script_serves_a_model_dir(
     finally:
         assert server.stop() == 0
     assert len(list(log_dir.rglob("part-*.parquet"))) == 1
+
+
+@pytest.mark.integration
+def test_the_champion_is_materialized_once_for_serving(champion_store: TrainedRun) -> None:
+    import json
+
+    from scripts.serve import champion_dir
+
+    first = champion_dir(champion_store.settings)
+    metadata = json.loads((first / "metadata.json").read_text())
+    assert (metadata["model_version"], metadata["alias"]) == ("1", "champion")
+    assert metadata["run_id"] == champion_store.run_id
+    assert (first / "model.ubj").is_file() and (first / "feature_spec.json").is_file()
+    stamp = (first / "model.ubj").stat().st_mtime_ns
+    assert champion_dir(champion_store.settings) == first
+    assert (first / "model.ubj").stat().st_mtime_ns == stamp  # not downloaded again
