@@ -15,7 +15,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 export UV_COMPILE_BYTECODE := 1
 SERVE_PORT ?= 3000
 
-.PHONY: help setup demo test test-unit check fmt clean render render-check validate lock-serving mlflow-ui bench-serving bench-drift serve
+.PHONY: help setup demo test test-unit check fmt clean render render-check validate lock-serving mlflow-ui bench-serving bench-drift serve loadtest
 
 help: ## List the tasks
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ mlflow-ui: $(VENV_STAMP) ## Open the MLflow UI on the local store (http://127.0.
 
 serve: $(VENV_STAMP) ## Serve the champion on 127.0.0.1:$(SERVE_PORT) (or MODEL_DIR=dir / MODEL_TAG=tag)
 	$(RUN) python -m scripts.serve --port $(SERVE_PORT) $(if $(MODEL_DIR),--model-dir $(MODEL_DIR)) $(if $(MODEL_TAG),--model-tag $(MODEL_TAG)) $(if $(WORKERS),--workers $(WORKERS))
+
+loadtest: $(VENV_STAMP) ## Locust, headless, against the locally served champion (USERS=32 DURATION=30)
+	$(RUN) python -m scripts.loadtest --users $(or $(USERS),32) --duration-s $(or $(DURATION),30)
 
 render: $(VENV_STAMP) ## Render argo/*.yaml from the Hera definitions in pipelines/
 	$(RUN) python -m pipelines.render
