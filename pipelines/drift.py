@@ -62,24 +62,32 @@ def _pipeline_image() -> str:
     return PIPELINE_IMAGE
 
 
-def retrain_manifest() -> str:
-    """Return the Workflow the ``trigger-retrain`` resource template creates, as YAML."""
-    manifest = {
+def retrain_workflow(generate_name: str, parameters: dict[str, str]) -> dict[str, Any]:
+    """Return a Workflow running the ``retrain`` WorkflowTemplate with ``parameters``."""
+    return {
         "apiVersion": "argoproj.io/v1alpha1",
         "kind": "Workflow",
-        "metadata": {"generateName": f"{RETRAIN_TEMPLATE}-drift-", "labels": dict(LABELS)},
+        "metadata": {"generateName": generate_name, "labels": dict(LABELS)},
         "spec": {
             "workflowTemplateRef": {"name": RETRAIN_TEMPLATE},
             "arguments": {
-                "parameters": [
-                    {"name": "reason", "value": "drift"},
-                    {"name": "drift-report-uri", "value": "{{inputs.parameters.report-uri}}"},
-                    {"name": "data-uri", "value": "{{inputs.parameters.data-uri}}"},
-                ]
+                "parameters": [{"name": name, "value": value} for name, value in parameters.items()]
             },
         },
     }
-    return yaml.safe_dump(manifest, sort_keys=True)
+
+
+def retrain_manifest() -> str:
+    """Return the Workflow the ``trigger-retrain`` resource template creates, as YAML."""
+    workflow = retrain_workflow(
+        f"{RETRAIN_TEMPLATE}-drift-",
+        {
+            "reason": "drift",
+            "drift-report-uri": "{{inputs.parameters.report-uri}}",
+            "data-uri": "{{inputs.parameters.data-uri}}",
+        },
+    )
+    return yaml.safe_dump(workflow, sort_keys=True)
 
 
 def drift_monitor() -> CronWorkflow:
@@ -173,20 +181,10 @@ def retrain_sensor() -> dict[str, Any]:
     The POSTed body may carry ``reason`` (default ``drift``) and ``report_uri``; they become the
     Workflow's ``reason`` and ``drift-report-uri`` parameters.
     """
-    workflow = {
-        "apiVersion": "argoproj.io/v1alpha1",
-        "kind": "Workflow",
-        "metadata": {"generateName": f"{RETRAIN_TEMPLATE}-event-", "labels": dict(LABELS)},
-        "spec": {
-            "workflowTemplateRef": {"name": RETRAIN_TEMPLATE},
-            "arguments": {
-                "parameters": [
-                    {"name": "reason", "value": "drift"},
-                    {"name": "drift-report-uri", "value": ""},
-                ]
-            },
-        },
-    }
+    # The event fills these two by position (spec.arguments.parameters.N.value).
+    workflow = retrain_workflow(
+        f"{RETRAIN_TEMPLATE}-event-", {"reason": "drift", "drift-report-uri": ""}
+    )
     return {
         "apiVersion": EVENTS_API,
         "kind": "Sensor",

@@ -28,6 +28,7 @@ from steps import tracking
 from steps.cli_support import console, new_app, reports_errors
 from steps.errors import BuildError, ConfigError, RegistryError
 from steps.outputs import write_outputs, write_result
+from steps.platforms import parse_platforms
 from steps.settings import Settings, load_settings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -36,8 +37,6 @@ BENTO_NAME = "loopline"
 REQUIREMENTS_LOCK = "serving/requirements.lock"
 NATIVE_IN_MODEL = "artifacts/native"
 METADATA_FILE = "metadata.json"
-# BentoML's --platform names for the wheels it may pick, by OCI platform.
-WHEEL_PLATFORMS = {"linux/arm64": "aarch64-manylinux_2_28", "linux/amd64": "x86_64-manylinux_2_28"}
 
 
 class BuildResult(BaseModel):
@@ -126,13 +125,7 @@ def run(
         RegistryError: when the version cannot be read from MLflow.
         BuildError: when BentoML cannot build or export the bento.
     """
-    platforms = [p.strip() for p in platform.split(",") if p.strip()]
-    unknown = [p for p in platforms if p not in WHEEL_PLATFORMS]
-    if not platforms or unknown:
-        raise ConfigError(
-            f"--platform: unknown {unknown or platform!r}; expected a comma-separated list of "
-            f"{', '.join(WHEEL_PLATFORMS)}"
-        )
+    platforms = parse_platforms(platform, flag="--platform")
     started = time.perf_counter()
     tracking.connect(settings)
     model_version = resolve_version(settings, version, alias)

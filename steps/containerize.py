@@ -29,12 +29,12 @@ from steps.artifact_store import ArtifactStore
 from steps.cli_support import console, new_app, reports_errors
 from steps.errors import BuildError, ConfigError
 from steps.outputs import write_outputs, write_result
+from steps.platforms import parse_platforms
 from steps.settings import Settings, load_settings
 
 Builder = Literal["auto", "buildkit", "docker", "buildx", "buildctl", "podman", "buildah"]
 BUILDKIT_DAEMONLESS = "buildctl-daemonless.sh"
 WORKSTATION_BACKENDS = ("docker", "buildx", "buildctl", "podman", "buildah")
-KNOWN_PLATFORMS = ("linux/arm64", "linux/amd64")
 BUILD_TIMEOUT_S = 3600
 
 
@@ -58,22 +58,6 @@ class BuildPlan:
     dockerfile: Path
     metadata_file: Path
     image: str
-
-
-def parse_platforms(value: str) -> list[str]:
-    """Split ``linux/arm64,linux/amd64`` into a list, checking each name.
-
-    Raises:
-        ConfigError: naming an unknown platform and the accepted ones.
-    """
-    platforms = [p.strip() for p in value.split(",") if p.strip()]
-    unknown = [p for p in platforms if p not in KNOWN_PLATFORMS]
-    if not platforms or unknown:
-        raise ConfigError(
-            f"--platforms: unknown {unknown or value!r}; expected a comma-separated list of "
-            f"{', '.join(KNOWN_PLATFORMS)}"
-        )
-    return platforms
 
 
 def image_name(registry: str, bento_tag: str) -> str:
