@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pandas as pd
 from mlflow.pyfunc.model import PythonModel
 
 from serving.features import FeatureSpec
@@ -28,8 +30,11 @@ class LooplineModel(PythonModel):
         self._spec = FeatureSpec.load(native)
         self._predict = load_native(native)
 
-    # No annotations: MLflow would turn them into a (wrong) schema; the signature is logged.
-    def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
-        """Return the positive-class probability for each row of ``model_input`` (a frame)."""
+    # A DataFrame hint: MLflow neither infers a schema from it nor warns (the signature is
+    # logged explicitly from the training frame).
+    def predict(
+        self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> np.ndarray:
+        """Return the positive-class probability for each row of ``model_input``."""
         columns = {name: model_input[name].to_numpy() for name in self._spec.order}
         return self._predict(self._spec.encode(columns))
