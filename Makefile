@@ -48,7 +48,8 @@ fmt: $(VENV_STAMP) ## Apply ruff's fixes and formatting
 	$(RUN) ruff format .
 
 mlflow-ui: $(VENV_STAMP) ## Open the MLflow UI on the local store (http://127.0.0.1:5000)
-	$(RUN) mlflow ui --backend-store-uri sqlite:///$(CURDIR)/.loopline/mlflow.db --host 127.0.0.1 --port 5000
+	$(RUN) mlflow ui --backend-store-uri sqlite:///$(abspath $(or $(LOOPLINE_STATE_DIR),.loopline))/mlflow.db \
+		--host 127.0.0.1 --port 5000
 
 serve: $(VENV_STAMP) ## Serve the champion on 127.0.0.1:$(SERVE_PORT) (or MODEL_DIR=dir / MODEL_TAG=tag)
 	$(RUN) python -m scripts.serve --port $(SERVE_PORT) $(if $(MODEL_DIR),--model-dir $(MODEL_DIR)) $(if $(MODEL_TAG),--model-tag $(MODEL_TAG)) $(if $(WORKERS),--workers $(WORKERS))
