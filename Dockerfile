@@ -12,6 +12,8 @@
 # The tag follows pyproject's version (pipelines/templates.py PIPELINE_VERSION).
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+# uv builds the virtualenv here; the venv holds its own locked uv too (pyproject.toml), which the
+# build step's `bentoml build` runs. Keep both at scripts/bootstrap_uv.py's UV_VERSION.
 ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.9
 ARG BUILDKIT_IMAGE=moby/buildkit:v0.25.1-rootless
 

@@ -1,9 +1,9 @@
 """JSON Schemas for every kind of manifest in the repository, found offline.
 
 - Argo Workflows kinds (Workflow, WorkflowTemplate, CronWorkflow, ...) and Argo Events kinds
-  (EventSource, Sensor, EventBus): the upstream JSON Schemas in ``../shared/schemas``, with two
-  quirks fixed (:func:`fix_argo_schema`).
-- CustomResourceDefinitions in ``../shared/schemas/*.crd.yaml`` (Prometheus Operator, Gateway API):
+  (EventSource, Sensor, EventBus): the upstream JSON Schemas vendored in ``k8s/schemas/``
+  (source, commit and licence in its README), with two quirks fixed (:func:`fix_argo_schema`).
+- CustomResourceDefinitions in ``k8s/schemas/*.crd.yaml`` (Prometheus Operator, Gateway API):
   each version's ``openAPIV3Schema``, made strict (:func:`strict_openapi`).
 - Core Kubernetes kinds: the strict schemas the ``kubernetes-validate`` package ships for
   Kubernetes :data:`K8S_VERSION`.
@@ -33,6 +33,8 @@ K8S_VERSION = "1.31"
 """The Kubernetes version whose core schemas are used (one kubernetes-validate ships)."""
 
 SCHEMAS_DIR_ENV = "LOOPLINE_SCHEMAS_DIR"
+VENDORED_SCHEMAS_DIR = Path(__file__).resolve().parent.parent / "k8s" / "schemas"
+"""The upstream schemas, copied into the repository (data, not manifests to validate)."""
 ARGO_WORKFLOWS_SCHEMA = "argo-workflows.schema.json"
 ARGO_EVENTS_SCHEMA = "argo-events.schema.json"
 ARGO_API_VERSION = "argoproj.io/v1alpha1"
@@ -47,7 +49,7 @@ class UnknownKindError(LookupError):
 
 
 def default_schemas_dir() -> Path:
-    """Return the schemas folder: ``$LOOPLINE_SCHEMAS_DIR`` or ``shared/schemas`` beside the repo.
+    """Return the schemas folder: ``$LOOPLINE_SCHEMAS_DIR``, else :data:`VENDORED_SCHEMAS_DIR`.
 
     This is a development and CI tool, not a pipeline step, so it reads its one setting from the
     environment itself rather than through ``steps/settings.py``.
@@ -55,7 +57,7 @@ def default_schemas_dir() -> Path:
     configured = os.environ.get(SCHEMAS_DIR_ENV)
     if configured:
         return Path(configured)
-    return Path(__file__).resolve().parents[2] / "shared" / "schemas"
+    return VENDORED_SCHEMAS_DIR
 
 
 def fix_argo_schema(schema: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,6 +1,7 @@
 """Validate the repository's manifests offline: ``python -m scripts.validate_manifests [PATH...]``.
 
-With no paths it checks ``argo/`` and ``k8s/``:
+With no paths it checks ``argo/`` and ``k8s/`` (except ``k8s/schemas/``, the vendored schemas
+themselves):
 
 - every YAML document against the schema of its kind (see :mod:`scripts.manifest_schemas`);
   files a kustomization uses as patches are partial, so missing required fields are allowed
@@ -28,6 +29,7 @@ import yaml
 from scripts.manifest_schemas import (
     ARTIFACT_REPOSITORY_DEFINITION,
     SCHEMAS_DIR_ENV,
+    VENDORED_SCHEMAS_DIR,
     SchemaCatalog,
     UnknownKindError,
     default_schemas_dir,
@@ -255,7 +257,12 @@ def _yaml_files(root: Path) -> list[Path]:
     if root.is_file():
         return [root]
     found = [*root.rglob("*.yaml"), *root.rglob("*.yml")]
-    return sorted(path for path in found if path.name not in KUSTOMIZATION_NAMES)
+    return sorted(
+        path
+        for path in found
+        if path.name not in KUSTOMIZATION_NAMES
+        and not path.resolve().is_relative_to(VENDORED_SCHEMAS_DIR)
+    )
 
 
 def validate_paths(paths: Iterable[Path], catalog: SchemaCatalog) -> tuple[list[Problem], int]:

@@ -1,6 +1,7 @@
 """Tests of the serving benchmark's pure parts (scripts/bench_serving.py, scripts/bench/*).
 
-No server and no wrk run here: wrk's summary line is a captured one, /proc is a fake tree.
+No server and no wrk run here: wrk's summary line is a captured one, /proc is a fake tree. The
+wrk command line names the installed binary, so that test needs wrk (scripts/system_packages.py).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from scripts.bench.servers import request_body, response_probability
 from scripts.bench.wrk import WrkError, parse_wrk_output, wrk_command
 from scripts.bench_serving import parse_connections, parse_servers
 from steps.errors import ConfigError
+from tests.fixtures.common import require_tool
 
 # What bench.lua's done() printed after wrk's own summary in a real 3 s run.
 WRK_OUTPUT = """Running 3s test @ http://127.0.0.1:18931
@@ -132,12 +134,14 @@ def test_parse_wrk_output_with_malformed_json_names_the_line():
 
 
 def test_wrk_command_passes_pool_path_and_rate_to_the_lua_script(tmp_path: Path):
+    wrk = require_tool("wrk")
     bodies = tmp_path / "bodies.jsonl"
 
     argv = wrk_command(
         "http://127.0.0.1:9", "/predict", bodies, connections=16, duration_s=10, rate=250
     )
 
+    assert argv[0] == wrk
     assert argv[argv.index("--connections") + 1] == "16"
     assert argv[argv.index("--duration") + 1] == "10s"
     assert argv[argv.index("--threads") + 1] == "1"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +15,7 @@ from jsonschema import Draft202012Validator
 from scripts.manifest_schemas import (
     ARGO_WORKFLOWS_SCHEMA,
     INT_OR_STRING,
+    VENDORED_SCHEMAS_DIR,
     SchemaCatalog,
     default_schemas_dir,
     fix_argo_schema,
@@ -360,6 +363,35 @@ def test_cli_passes_on_the_repository(capsys: pytest.CaptureFixture[str]) -> Non
     assert exit_code == 0, captured.out
     assert captured.out == ""
     assert ", 0 problems" in captured.err
+
+
+def test_schemas_are_read_from_the_repository_by_default() -> None:
+    assert default_schemas_dir() == VENDORED_SCHEMAS_DIR == REPO / "k8s" / "schemas"
+    assert (VENDORED_SCHEMAS_DIR / ARGO_WORKFLOWS_SCHEMA).is_file()
+
+
+def test_every_vendored_schema_is_the_upstream_copy_its_readme_lists() -> None:
+    readme = (VENDORED_SCHEMAS_DIR / "README.md").read_text()
+    listed = dict(
+        re.findall(r"^\| ([\w.-]+\.(?:json|yaml)) \|.*\| ([0-9a-f]{64}) \|$", readme, re.M)
+    )
+    vendored = {
+        path.name: hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in VENDORED_SCHEMAS_DIR.iterdir()
+        if path.suffix in (".json", ".yaml")
+    }
+
+    assert len(vendored) == 6
+    assert vendored == listed
+    assert "Apache License" in (VENDORED_SCHEMAS_DIR / "LICENSE").read_text()
+
+
+def test_the_vendored_schemas_are_not_taken_for_manifests() -> None:
+    report = check_kustomizations(REPO / "k8s")
+    problems, checked = validate_paths([VENDORED_SCHEMAS_DIR], SchemaCatalog(VENDORED_SCHEMAS_DIR))
+
+    assert report.problems == []
+    assert (problems, checked) == ([], 0)
 
 
 def test_cli_exits_2_when_the_schemas_folder_is_missing(
