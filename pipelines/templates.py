@@ -34,6 +34,8 @@ from hera.workflows.models import (
     ValueFrom,
 )
 
+from steps.errors import NOT_RETRIED_EXIT_CODES
+
 OUT_DIR = "/tmp/outputs"
 """Where every step writes its output parameter files (``--out-dir``)."""
 
@@ -82,18 +84,33 @@ class PodProfile:
         )
 
 
+def retry_expression(not_retried: Sequence[int] = NOT_RETRIED_EXIT_CODES) -> str:
+    """Return the ``retryStrategy.expression`` that never retries the exit codes ``not_retried``.
+
+    Argo evaluates it after each failed attempt with ``lastRetry.exitCode`` as a string, ``"-1"``
+    when the pod left none (deleted, evicted, lost with its node): ``asInt`` turns it into a
+    number, and a missing code is not in the list, so a lost pod is still retried.
+    """
+    return " && ".join(f"asInt(lastRetry.exitCode) != {code}" for code in not_retried)
+
+
 def service_retry(limit: int, attempt_deadline_s: int) -> RetryStrategy:
     """Return the retry strategy of a step that talks to MLflow, S3 or a registry.
 
-    ``Always`` retries failed and errored pods (a lost node, a refused connection) with
-    exponential backoff from 30 s (30 s, 60 s, 120 s, ...). ``maxDuration`` leaves room for every
-    attempt to use its whole deadline. IntOrString fields are rendered as strings, Argo's
-    canonical form, so the upstream schema accepts them unchanged.
+    A step that exits 2 (bad input) or 3 (a gate's no) fails at once: retrying cannot change
+    the outcome (:mod:`steps.errors`). Anything else (exit 1: a service failed; a failed or
+    errored pod with no exit code) is retried with exponential backoff from 30 s (30 s, 60 s,
+    120 s, ...). Argo retries only when both the ``retryPolicy`` and the ``expression`` allow it
+    (docs/retries.md); ``Always`` is written out, so the expression alone decides on every Argo
+    version. ``maxDuration`` leaves room for every attempt to use its whole deadline.
+    IntOrString fields are rendered as strings, Argo's canonical form, so the upstream schema
+    accepts them unchanged.
     """
     max_duration_s = attempt_deadline_s * (limit + 1)
     return RetryStrategy(
         limit=str(limit),
         retry_policy="Always",
+        expression=retry_expression(),
         backoff=Backoff(duration="30s", factor="2", max_duration=f"{max_duration_s}s"),
     )
 

@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import subprocess
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from steps.errors import RegistryError
+from steps.errors import RegistryError, ServiceError
 from steps.settings import Settings
+
+if TYPE_CHECKING:
+    from mlflow.exceptions import MlflowException
 
 LINEAGE_TAGS = ("run_id", "data_hash", "git_commit", "pipeline_run")
 
@@ -21,26 +25,66 @@ def connect(settings: Settings) -> str:
     artifacts go to the configured artifact store; with a tracking server, the server decides.
 
     Raises:
-        RegistryError: when the tracking store cannot be reached or opened.
+        ServiceError: when the tracking store cannot be reached or opened (no answer, a 5xx, an
+            unreadable local store): worth retrying.
+        RegistryError: when the store answers and refuses (a 4xx such as a bad experiment name
+            or missing permission): retrying cannot help.
     """
     import mlflow
 
-    if settings.tracking_is_local:
-        settings.state_path.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(settings.resolved_tracking_uri)
-    mlflow.set_registry_uri(settings.resolved_tracking_uri)
+    uri = settings.resolved_tracking_uri
     try:
-        experiment = mlflow.get_experiment_by_name(settings.experiment)
-        if experiment is not None:
-            return str(experiment.experiment_id)
-        location = (
-            f"{settings.resolved_artifact_store}/mlflow" if settings.tracking_is_local else None
-        )
+        if settings.tracking_is_local:
+            settings.state_path.mkdir(parents=True, exist_ok=True)
+        mlflow.set_tracking_uri(uri)
+        mlflow.set_registry_uri(uri)
+        return _experiment_id(settings)
+    except mlflow.exceptions.MlflowException as err:
+        raise mlflow_error(err, f"cannot use MLflow tracking store {uri!r}") from err
+    except OSError as err:
+        raise ServiceError(f"cannot open MLflow tracking store {uri!r}: {err}") from err
+
+
+def _experiment_id(settings: Settings) -> str:
+    import mlflow
+
+    experiment = mlflow.get_experiment_by_name(settings.experiment)
+    if experiment is not None:
+        return str(experiment.experiment_id)
+    location = f"{settings.resolved_artifact_store}/mlflow" if settings.tracking_is_local else None
+    try:
         return str(mlflow.create_experiment(settings.experiment, artifact_location=location))
     except mlflow.exceptions.MlflowException as err:
-        raise RegistryError(
-            f"cannot use MLflow tracking store {settings.resolved_tracking_uri!r}: {err.message}"
-        ) from err
+        if err.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+        # Two steps starting at once on a new store: the other one created it first.
+        experiment = mlflow.get_experiment_by_name(settings.experiment)
+        if experiment is None:
+            raise
+        return str(experiment.experiment_id)
+
+
+TRANSIENT_HTTP_STATUSES = frozenset({408, 429})
+"""4xx statuses that still mean "try again later": a request timeout and rate limiting."""
+
+
+def mlflow_error(err: MlflowException, context: str) -> RegistryError | ServiceError:
+    """Classify an MLflow failure by the HTTP status its error code stands for.
+
+    Returns:
+        :class:`ServiceError` (exit 1, retried) when MLflow did not answer, failed or asked to
+        slow down (no connection and timeouts arrive as ``INTERNAL_ERROR``; a 5xx such as
+        ``TEMPORARILY_UNAVAILABLE``; a 408 or 429); :class:`RegistryError` (exit 2) when it
+        answered and refused (any other 4xx: a missing resource, an invalid value, no
+        permission). The message is ``"<context>: <MLflow's message>"``.
+    """
+    from mlflow.exceptions import ERROR_CODE_TO_HTTP_STATUS
+
+    message = f"{context}: {err.message}"
+    status = ERROR_CODE_TO_HTTP_STATUS.get(err.error_code, 500)
+    if status >= 500 or status in TRANSIENT_HTTP_STATUSES:
+        return ServiceError(message)
+    return RegistryError(message)
 
 
 def git_commit(settings: Settings) -> str:

@@ -1,8 +1,8 @@
 """``loopline run FILE [-p name=value ...]``: run rendered Argo Workflow YAML on this machine.
 
-Exit codes: 0 when the run Succeeded, 1 when it Failed (the failed node and the tail of its log
-are printed), 2 when the file cannot be run as written (field and line named) or a parameter is
-wrong.
+The run ends with what each task decided (:mod:`steps.localrun.summary`). Exit codes: 0 when the
+run Succeeded, 1 when it Failed (the failed task's exit code, attempts and log tail are printed),
+2 when the file cannot be run as written (field and line named) or a parameter is wrong.
 """
 
 from __future__ import annotations
@@ -20,10 +20,9 @@ from steps.errors import WorkflowError
 from steps.localrun.executor import RunOptions, run_workflow
 from steps.localrun.features import FEATURES, Support
 from steps.localrun.progress import ProgressDisplay
-from steps.localrun.record import RunRecord, log_tail
+from steps.localrun.record import RunRecord
+from steps.localrun.summary import summary_lines
 from steps.settings import load_settings
-
-LOG_TAIL_LINES = 20
 
 
 @reports_errors
@@ -78,7 +77,10 @@ def parse_parameters(pairs: list[str]) -> dict[str, str]:
 
 
 def report(record: RunRecord) -> None:
-    """Print the run's outcome; for a failure, the failed node and the tail of its log."""
+    """Print the run's outcome and what each task decided (see :mod:`steps.localrun.summary`):
+    outputs of the tasks that ran, why a task was skipped, and for a failed task its exit code,
+    attempts and the tail of its log.
+    """
     record_path = Path(record.run_dir) / "record.json"
     style = "green" if record.phase == "Succeeded" else "bold red"
     console.print(
@@ -86,20 +88,12 @@ def report(record: RunRecord) -> None:
             (f"{record.name} {record.phase}", style), f" in {record.duration_s or 0:.1f}s"
         )
     )
+    for line in summary_lines(record):
+        console.print(line)
     for child in record.children:
         console.print(Text(f"  child workflow {child.name} (from {child.node}): {child.phase}"))
-    if record.phase != "Succeeded":
-        failed = record.failed_nodes()
-        if failed:
-            node = failed[0]
-            console.print(Text(f"failed node: {node.display_name}: {node.message}", style="red"))
-            tail = log_tail(node, LOG_TAIL_LINES)
-            if tail:
-                console.print(Text(f"last {len(tail)} lines of {node.log}:"))
-                for line in tail:
-                    console.print(Text(f"  {line}"))
-        elif record.message:
-            console.print(Text(record.message, style="red"))
+    if record.phase != "Succeeded" and not record.failed_nodes() and record.message:
+        console.print(Text(record.message, style="red"))
     console.print(Text(f"record: {record_path}"))
 
 

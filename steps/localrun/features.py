@@ -251,10 +251,21 @@ FEATURES: tuple[Feature, ...] = (
     Feature("s3", "useSDKCreds", R, "key-only"),
     # --- retries ------------------------------------------------------------------------------
     Feature("retryStrategy", "limit", S, "int or string; required (no endless retries)"),
-    Feature("retryStrategy", "retryPolicy", S, "Always, OnFailure, OnError"),
+    Feature(
+        "retryStrategy",
+        "retryPolicy",
+        S,
+        "Always, OnFailure, OnError; default OnFailure, Always with an expression",
+    ),
     Feature("retryStrategy", "backoff", S, "duration, factor, maxDuration (--backoff-scale)"),
     Feature("retryStrategy", "affinity", IGN, _CLUSTER),
-    Feature("retryStrategy", "expression", R, "expr expressions"),
+    Feature(
+        "retryStrategy",
+        "expression",
+        S,
+        "expr: lastRetry.*, retries, asInt, asFloat, comparisons, in, matches, && || !; "
+        "parsed, never eval'd; ANDed with retryPolicy",
+    ),
     Feature("backoff", "duration", S, "Go duration or seconds"),
     Feature("backoff", "factor", S),
     Feature("backoff", "maxDuration", S, "no retry starts later than this after the first"),

@@ -38,6 +38,7 @@ from steps.localrun.model import (
     parse_duration_s,
 )
 from steps.localrun.references import ReferenceChecker
+from steps.localrun.retry_expression import parse_retry_expression
 from steps.localrun.source import Document, FieldPath, iter_yaml_files, load_documents
 from steps.localrun.source import parse_documents as parse_yaml
 
@@ -611,7 +612,17 @@ class _Loader:
             raise self.doc.error(
                 (*path, "limit"), f"expected a non-negative integer, got {limit!r}"
             )
-        policy = self.text(data, path, "retryPolicy") or "OnFailure"
+        expression = self.text(data, path, "expression")
+        if expression is not None:
+            try:
+                parse_retry_expression(with_placeholders(expression, "0"))
+            except ExpressionError as err:
+                raise self.doc.error(
+                    (*path, "expression"), f"invalid expression {expression!r}: {err}"
+                ) from err
+        policy = self.text(data, path, "retryPolicy") or (
+            "Always" if expression is not None else "OnFailure"
+        )
         if policy not in ("Always", "OnFailure", "OnError"):
             raise self.doc.error(
                 (*path, "retryPolicy"), f"expected Always, OnFailure or OnError, got {policy!r}"
@@ -631,7 +642,12 @@ class _Loader:
             ):
                 if value and "{{" not in value:
                     self.literal_duration(value, (*backoff_path, key))
-        return RetryStrategy(limit=limit, policy=policy, backoff=backoff)  # type: ignore[arg-type]
+        return RetryStrategy(
+            limit=limit,
+            policy=policy,  # type: ignore[arg-type]
+            backoff=backoff,
+            expression=expression,
+        )
 
 
 def _find_cycle(edges: dict[str, frozenset[str]]) -> list[str]:

@@ -78,11 +78,16 @@ class Backoff:
 
 @dataclass(frozen=True)
 class RetryStrategy:
-    """How often and when to retry a failed node."""
+    """How often and when to retry a failed node.
+
+    ``policy`` defaults to OnFailure, or to Always when an ``expression`` is given (Argo >= 3.5);
+    a retry happens only when both the policy and the expression allow it.
+    """
 
     limit: str
     policy: RetryPolicy = "OnFailure"
     backoff: Backoff | None = None
+    expression: str | None = None  # expr-lang, possibly templated; syntax checked at load
 
 
 @dataclass(frozen=True)

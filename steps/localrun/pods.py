@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Mapping
@@ -10,13 +11,15 @@ from pathlib import Path
 
 from steps.artifact_store import ArtifactStore
 from steps.errors import WorkflowError
-from steps.localrun.expressions import substitute
+from steps.localrun.expressions import ExpressionError, substitute
 from steps.localrun.model import RetryStrategy, Template, parse_duration_s
 from steps.localrun.process import ProcessResult, run_process
 from steps.localrun.record import NodeOutputs, NodeRecord
+from steps.localrun.retry_expression import LastRetry, RetryExpression, parse_retry_expression
 from steps.localrun.workspace import Workspace, declared_prefixes
 
 _RETRIED = {"Always": ("Failed", "Error"), "OnFailure": ("Failed",), "OnError": ("Error",)}
+NOT_RETRIED = "not retried: retryStrategy.expression evaluated to false"
 
 
 @dataclass(frozen=True)
@@ -49,17 +52,20 @@ class PodRunner:
         """Run every attempt the retry strategy allows; finish ``node`` with the last one.
 
         Raises:
-            WorkflowError: when a templated limit, deadline or duration is malformed.
+            WorkflowError: when a templated limit, deadline or duration is malformed, or the
+                ``retryStrategy.expression`` cannot be parsed or evaluated.
             UnresolvedReferenceError: when a template field refers to a missing value.
         """
         node_dir.mkdir(parents=True, exist_ok=True)
         retry = template.retry
         limit = _int(substitute(retry.limit, scope), "retryStrategy.limit") if retry else 0
+        expression = _expression(retry, scope)
         started = time.monotonic()
         timeout = _seconds(template.timeout, scope, "timeout")
         node_deadline = started + timeout if timeout is not None else None
         attempt = _Attempt("Error", "not started")
         for number in range(limit + 1):
+            attempt_started = time.monotonic()
             attempt = self.attempt(
                 template,
                 {**scope, "retries": str(number)},
@@ -72,11 +78,12 @@ class PodRunner:
             node.exit_code = attempt.exit_code
             if attempt.phase == "Succeeded" or number == limit or retry is None:
                 break
-            if (
-                attempt.phase not in _RETRIED[retry.policy]
-                or self.stopped()
-                or attempt.message.startswith("workflow deadline")
-            ):
+            if not self.policy_allows(retry, attempt):
+                break
+            # Argo's order: the policy, the limit, then the expression (both must allow it).
+            last = _last_retry(attempt, number, time.monotonic() - attempt_started)
+            if expression is not None and not _allows_retry(expression, last):
+                attempt = dataclasses.replace(attempt, message=f"{attempt.message}; {NOT_RETRIED}")
                 break
             delay = self.backoff_s(retry, number, scope)
             max_duration = _seconds(
@@ -88,6 +95,14 @@ class PodRunner:
         if attempt.outputs is not None:
             node.outputs = attempt.outputs
         node.finish(attempt.phase, attempt.message)
+
+    def policy_allows(self, retry: RetryStrategy, attempt: _Attempt) -> bool:
+        """Whether ``retryPolicy`` retries this failure and the run still has time for it."""
+        return (
+            attempt.phase in _RETRIED[retry.policy]
+            and not self.stopped()
+            and not attempt.message.startswith("workflow deadline")
+        )
 
     def stopped(self) -> bool:
         deadline_passed = (
@@ -232,6 +247,33 @@ class PodRunner:
             )
             outputs.artifacts[artifact.name] = self.store.upload(path, key)
         return _Attempt("Succeeded", "", 0, outputs)
+
+
+def _expression(retry: RetryStrategy | None, scope: Mapping[str, str]) -> RetryExpression | None:
+    if retry is None or retry.expression is None:
+        return None
+    text = substitute(retry.expression, scope)
+    try:
+        return parse_retry_expression(text)
+    except ExpressionError as err:
+        raise WorkflowError(f"retryStrategy.expression {text!r}: {err}") from err
+
+
+def _last_retry(attempt: _Attempt, number: int, duration_s: float) -> LastRetry:
+    return LastRetry(
+        exit_code=attempt.exit_code,
+        status=attempt.phase,
+        duration_s=duration_s,
+        message=attempt.message,
+        retries=number,
+    )
+
+
+def _allows_retry(expression: RetryExpression, last: LastRetry) -> bool:
+    try:
+        return expression.allows_retry(last)
+    except ExpressionError as err:
+        raise WorkflowError(f"retryStrategy.expression {expression.text!r}: {err}") from err
 
 
 def _int(text: str, field: str) -> int:

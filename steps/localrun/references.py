@@ -73,6 +73,7 @@ class ReferenceChecker:
             add((*path, "resource", "manifest"), template.child.manifest)
         if template.retry:
             add((*path, "retryStrategy", "limit"), template.retry.limit)
+            add((*path, "retryStrategy", "expression"), template.retry.expression)
             backoff = template.retry.backoff
             if backoff:
                 for backoff_key, backoff_value in (

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 
 from pipelines.render import DEFAULT_OUT_DIR, HEADER, RESOURCES, main, render_all, write_all
+from pipelines.templates import retry_expression
+from steps.localrun.retry_expression import LastRetry, parse_retry_expression
 
 EXPECTED_FILES = {
     "retrain.yaml",
@@ -97,3 +101,39 @@ def test_render_removes_stale_generated_files_but_keeps_hand_written_ones(tmp_pa
     assert {path.name for path in written} == EXPECTED_FILES
     assert not (tmp_path / "stale.yaml").exists()
     assert (tmp_path / "mine.yaml").exists()
+
+
+WORKFLOW_KINDS = {"Workflow", "WorkflowTemplate", "CronWorkflow"}
+
+
+def _retry_strategies(value: Any, where: str) -> Iterator[tuple[str, Any]]:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "retryStrategy":
+                yield f"{where}.{key}", item
+            else:
+                yield from _retry_strategies(item, f"{where}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _retry_strategies(item, f"{where}[{index}]")
+
+
+def test_every_committed_retry_strategy_never_retries_bad_input_or_a_gate() -> None:
+    strategies: dict[str, Any] = {}
+    for path in sorted(DEFAULT_OUT_DIR.glob("*.yaml")):
+        document = yaml.safe_load(path.read_text())
+        if document["kind"] in WORKFLOW_KINDS:
+            strategies.update(_retry_strategies(document, path.name))
+
+    assert len(strategies) >= 6, sorted(strategies)  # the five retrain steps and the drift check
+    for where, strategy in strategies.items():
+        assert strategy["expression"] == retry_expression(), where
+        assert strategy["retryPolicy"] == "Always", where
+    # What the expression decides, as the local runner (and Argo) evaluates it after a failure.
+    expression = parse_retry_expression(retry_expression())
+    decisions = {
+        code: expression.allows_retry(LastRetry(code, "Failed", 3.0, "", 0))
+        for code in (1, 2, 3, 137)
+    }
+    assert decisions == {1: True, 2: False, 3: False, 137: True}
+    assert expression.allows_retry(LastRetry(None, "Error", 3.0, "pod deleted", 0))

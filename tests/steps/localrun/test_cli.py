@@ -1,4 +1,4 @@
-"""``loopline run``: exit codes, progress lines, the failed node's log tail, --features."""
+"""``loopline run``: exit codes, progress lines, the failed task's log tail, --features."""
 
 from __future__ import annotations
 
@@ -91,7 +91,7 @@ def test_failure_exits_1_names_the_node_and_prints_its_log_tail(
     code, output = invoke(cli, str(write_yaml(WORKFLOW)), "-p", "code=5")
     assert code == 1
     assert "cli-1 Failed" in output
-    assert "failed node: train: exit code 5" in output
+    assert "  train    Failed     exit code 5, 1 attempt\n" in output
     tail = [line.strip() for line in output.splitlines() if line.strip().startswith("line ")]
     assert tail == [f"line {i}" for i in range(10, 30)]  # the last 20 lines, not all 30
 

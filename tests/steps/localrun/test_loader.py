@@ -76,7 +76,7 @@ def test_ignored_cluster_fields_load_and_the_typed_model_holds_the_rest(
         ("        command: [python", "        volumeMounts: []", "container.volumeMounts"),
         ("        command: [python", "        lifecycle: {}", "container.lifecycle"),
         ("        command: [python", "        colour: blue", "container.colour"),
-        ("    - name: step", "      retryStrategy: {limit: 1, expression: x}", "expression"),
+        ("    - name: step", "      retryStrategy: {limit: 1, backoff: {cap: 1s}}", "cap"),
     ],
 )
 def test_unsupported_fields_fail_at_load_naming_field_and_line(
