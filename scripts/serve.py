@@ -10,8 +10,10 @@ A tag is looked up in the pipeline's BentoML store (``BENTOML_HOME``, default: t
 settings' ``bentoml_home``, i.e. ``.loopline/bentoml`` where the build step puts the models).
 It checks the model first (a clear error instead of a server traceback), then replaces itself
 with ``bentoml serve serving.service:Loopline``, configured through ``LOOPLINE_SERVING__*``:
-the model, ``LEAN_IMPORTS`` on (XGBoost is imported without scikit-learn, so a worker starts in
-seconds), and a bytecode cache under ``.loopline/pycache`` so later starts skip recompiling.
+the model, ``LEAN_IMPORTS`` on (only the model kind's own library is importable, as in its image:
+an XGBoost model loads without scikit-learn, so a worker starts in seconds, a scikit-learn model
+without XGBoost; neither with pandas or MLflow), and a bytecode cache under ``.loopline/pycache``
+so later starts skip recompiling. Every model kind the pipeline trains is served this way.
 Ctrl-C or SIGTERM stops the server, which first flushes the inference log.
 """
 
@@ -76,7 +78,8 @@ def check_model(model_dir: Path | None, model_tag: str) -> None:
     """Fail early, with the reason, if the model cannot be served (``BENTOML_HOME`` set first).
 
     Raises:
-        ConfigError: if the directory is incomplete or the tag is not in the BentoML store.
+        ConfigError: if the directory is incomplete, its model kind's library cannot be imported,
+            or the tag is not in the BentoML store.
     """
     from serving.model import ModelDirError, check_servable, read_model_dir
 
@@ -120,7 +123,10 @@ def champion_dir(settings: Settings) -> Path:
 @reports_errors
 def main(
     model_dir: Annotated[
-        Path | None, typer.Option(help="directory with model.ubj, feature_spec.json, metadata.json")
+        Path | None,
+        typer.Option(
+            help="directory with model.ubj or model.pkl, feature_spec.json, metadata.json"
+        ),
     ] = None,
     model_tag: Annotated[
         str | None, typer.Option(help="BentoML model tag (e.g. one the build step imported)")

@@ -1,16 +1,23 @@
-"""The model directory the service serves, and the predictor that scores encoded rows.
+"""The model directory the service serves, and the predictors that score encoded rows.
 
-A model directory holds the model file (``model.ubj`` for XGBoost), ``feature_spec.json`` (see
-:mod:`serving.features`) and ``metadata.json`` (written by the build step). Reading the directory
-imports nothing heavy; only :func:`load_predictor` imports the model's library, so the public
-service process can validate and encode requests without loading XGBoost at all.
+A model directory holds one model file, ``feature_spec.json`` (see :mod:`serving.features`) and
+``metadata.json`` (written by the build step). The file names the model kind: ``model.ubj`` an
+XGBoost booster, ``model.pkl`` a joblib-pickled scikit-learn classifier (a Pipeline over the
+same encoded float32 matrix). Each kind has its own serving image, locked in
+``serving/requirements*.lock`` (:data:`REQUIREMENTS_LOCKS`), holding that kind's library only.
+
+Reading the directory imports nothing heavy; only :func:`load_predictor` imports the model's
+library, so the serving process learns the kind before it decides which imports to block.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import pickle
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -20,6 +27,16 @@ from serving.features import SPEC_FILENAME, FeatureSpec
 METADATA_FILENAME = "metadata.json"
 ModelKind = Literal["xgboost", "sklearn"]
 MODEL_FILES: dict[ModelKind, str] = {"xgboost": "model.ubj", "sklearn": "model.pkl"}
+REQUIREMENTS_LOCKS: dict[ModelKind, str] = {
+    "xgboost": "requirements.lock",
+    "sklearn": "requirements-sklearn.lock",
+}
+"""The locked requirements (in ``serving/``) of the image that serves each kind."""
+LIBRARIES: dict[ModelKind, dict[str, str]] = {
+    "xgboost": {"xgboost": "xgboost-cpu"},
+    "sklearn": {"sklearn": "scikit-learn", "joblib": "joblib"},
+}
+"""What each kind imports to score: top-level module -> the distribution that installs it."""
 
 
 class ModelDirError(Exception):
@@ -81,19 +98,27 @@ def read_model_dir(directory: Path) -> ModelBundle:
 
 
 def check_servable(bundle: ModelBundle) -> ModelBundle:
-    """Refuse, before anything loads, a model kind this service cannot serve yet.
+    """Refuse, before anything loads, a model whose library this process cannot import.
+
+    Looks the kind's modules up without importing them (a module blocked by
+    :mod:`serving.lean_imports` counts as absent).
 
     Returns:
         ``bundle`` unchanged.
 
     Raises:
-        ModelDirError: for a scikit-learn model (``model.pkl``).
+        ModelDirError: naming the kind, its model file, the missing package and the image to use.
     """
-    if bundle.kind != "xgboost":
+    missing = [
+        f"{distribution} (module {module})"
+        for module, distribution in LIBRARIES[bundle.kind].items()
+        if not _importable(module)
+    ]
+    if missing:
         raise ModelDirError(
-            f"model kind {bundle.kind} is served only by a service image that installs "
-            f"scikit-learn, which this one does not; found {MODEL_FILES[bundle.kind]} in "
-            f"{bundle.directory}, expected {MODEL_FILES['xgboost']} (model kind xgboost)"
+            f"model kind {bundle.kind} ({MODEL_FILES[bundle.kind]} in {bundle.directory}) needs "
+            f"{' and '.join(missing)}, which this process cannot import; serve it from the "
+            f"image built with serving/{REQUIREMENTS_LOCKS[bundle.kind]}"
         )
     return bundle
 
@@ -105,10 +130,14 @@ def load_predictor(bundle: ModelBundle) -> Predictor:
         A predictor for the bundle's model kind.
 
     Raises:
-        ModelDirError: for a model kind this service cannot serve yet, or an unreadable model.
+        ModelDirError: when this process cannot import the kind's library, or the model file
+            cannot be loaded as that kind.
     """
     check_servable(bundle)
-    return XGBoostPredictor(bundle.directory / MODEL_FILES["xgboost"])
+    path = bundle.directory / MODEL_FILES[bundle.kind]
+    if bundle.kind == "xgboost":
+        return XGBoostPredictor(path)
+    return SklearnPredictor(path, n_features=len(bundle.spec.order))
 
 
 class XGBoostPredictor:
@@ -134,6 +163,74 @@ class XGBoostPredictor:
         if len(features) == 0:
             return np.empty(0, dtype=np.float64)
         return np.asarray(self._booster.inplace_predict(features), dtype=np.float64)
+
+
+class SklearnPredictor:
+    """A fitted binary scikit-learn classifier (e.g. a Pipeline), pickled with joblib."""
+
+    # What a truncated, foreign or hand-written pickle raises while loading.
+    _LOAD_ERRORS = (
+        pickle.UnpicklingError, EOFError, ImportError, AttributeError, KeyError, IndexError,
+        TypeError, ValueError,
+    )  # fmt: skip
+
+    def __init__(self, path: Path, n_features: int) -> None:
+        """Load the classifier saved at ``path``; it must score ``n_features`` columns.
+
+        Raises:
+            ModelDirError: if joblib cannot load the file, it was pickled by another
+                scikit-learn version, or it is not a binary classifier over ``n_features``.
+        """
+        import joblib  # imported here so only the process that scores pays for it
+        from sklearn.exceptions import InconsistentVersionWarning
+
+        try:
+            with warnings.catch_warnings():
+                # A pickle from another scikit-learn version may load and score differently.
+                warnings.simplefilter("error", InconsistentVersionWarning)
+                estimator = joblib.load(path)  # the model directory is the pipeline's own output
+        except InconsistentVersionWarning as err:
+            raise ModelDirError(
+                f"{path} was pickled with scikit-learn {err.original_sklearn_version}, this "
+                f"process has {err.current_sklearn_version}: serve it with the version it was "
+                "trained with (serving/requirements-sklearn.lock pins the training version)"
+            ) from err
+        except self._LOAD_ERRORS as err:
+            raise ModelDirError(
+                f"{path} is not a model joblib can load: {type(err).__name__}: {err}"
+            ) from err
+        _check_classifier(path, estimator, n_features)
+        self._estimator = estimator
+
+    def predict_proba(self, features: np.ndarray) -> np.ndarray:
+        """Return the positive-class probability of each row as float64."""
+        if len(features) == 0:
+            return np.empty(0, dtype=np.float64)
+        return np.asarray(self._estimator.predict_proba(features)[:, 1], dtype=np.float64)
+
+
+def _check_classifier(path: Path, estimator: Any, n_features: int) -> None:
+    classes = getattr(estimator, "classes_", None)
+    if (
+        callable(getattr(estimator, "predict_proba", None))
+        and classes is not None
+        and len(classes) == 2
+        and getattr(estimator, "n_features_in_", None) == n_features
+    ):
+        return
+    raise ModelDirError(
+        f"{path} holds a {type(estimator).__name__} (n_features_in_="
+        f"{getattr(estimator, 'n_features_in_', None)}, classes_={classes}); expected a fitted "
+        f"binary scikit-learn classifier with predict_proba over the {n_features} encoded "
+        "columns of feature_spec.json"
+    )
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # raised by the lean-imports blocker
+        return False
 
 
 def _read_spec(path: Path) -> FeatureSpec:

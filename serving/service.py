@@ -12,7 +12,8 @@ wrk, 32 connections) it served ~220 req/s with 503s, in-process batching ~900-10
 
 The model and the knobs come from :mod:`serving.settings` (``LOOPLINE_SERVING__*``). Building
 the request schema needs the feature spec, so importing this module reads the settings and the
-model directory; it starts nothing.
+model directory; it starts nothing. With ``LOOPLINE_SERVING__LEAN_IMPORTS`` on, what the
+model's kind does not need (see :mod:`serving.lean_imports`) is blocked before the model loads.
 """
 
 import functools
@@ -46,8 +47,6 @@ DURATION_BUCKETS_S = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5,
 LABEL_THRESHOLD = 0.5
 
 SETTINGS: ServingSettings = load_serving_settings()
-if SETTINGS.lean_imports:
-    block_training_imports()
 
 
 def _model_ref(settings: ServingSettings) -> bentoml.models.BentoModel | None:
@@ -68,7 +67,12 @@ def _model_dir(settings: ServingSettings, ref: bentoml.models.BentoModel | None)
 
 
 MODEL_REF = _model_ref(SETTINGS)
-BUNDLE: ModelBundle = check_servable(read_model_dir(_model_dir(SETTINGS, MODEL_REF)))
+# The directory names the model kind without importing its library; the imports to block
+# depend on that kind, so they are blocked after reading it and before anything loads the model.
+_MODEL_DIR = read_model_dir(_model_dir(SETTINGS, MODEL_REF))
+if SETTINGS.lean_imports:
+    block_training_imports(_MODEL_DIR.kind)
+BUNDLE: ModelBundle = check_servable(_MODEL_DIR)
 Row = row_model(BUNDLE.spec)
 RowBatch = Annotated[list[Row], Field(min_length=1, max_length=SETTINGS.max_batch_rows)]  # type: ignore[valid-type]
 

@@ -44,7 +44,9 @@ class ServingSettings(BaseSettings):
     s3_endpoint_url: str | None = Field(None, description="e.g. http://minio:9000")
     access_log: bool = Field(False, description="log every request line (costs throughput)")
     lean_imports: bool = Field(
-        False, description="refuse to import scikit-learn, pandas and MLflow in this process"
+        False,
+        description="refuse to import what the model's kind does not need (pandas, MLflow, "
+        "and scikit-learn or XGBoost) in this process",
     )
 
     @field_validator("log_dir")

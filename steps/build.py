@@ -3,9 +3,15 @@
 From a version in the MLflow registry (by number or alias) it takes the native model files out
 of the logged pyfunc model (``artifacts/native/``), adds ``metadata.json`` (lineage the service's
 ``/metadata`` endpoint returns), brings them into the BentoML model store, builds the bento of
-``serving/`` with the locked serving requirements (``serving/requirements.lock``: pinned for
-linux/amd64 and linux/arm64, no training libraries), and exports the archive to the artifact store
-(local or ``s3://``) so another step or machine can ``bentoml import`` it.
+``serving/`` with the locked serving requirements of the model's kind (``serving/requirements.lock``
+for XGBoost, ``serving/requirements-sklearn.lock`` for scikit-learn: each pinned for linux/amd64
+and linux/arm64, holding that kind's library and nothing else from training), and exports the
+archive to the artifact store (local or ``s3://``) so another step or machine can
+``bentoml import`` it.
+
+:func:`check_servability` does the same for a run's logged model before it is registered: it
+materializes it, finds its kind's serving lock and scores the model's input example with the
+serving predictor, which must answer what the MLflow model answers.
 
 CLI: ``python -m steps.build --model-version V | --alias A --out-dir DIR``; outputs ``bento_tag``,
 ``archive_uri``, ``model_tag``.
@@ -13,20 +19,29 @@ CLI: ``python -m steps.build --model-version V | --alias A --out-dir DIR``; outp
 
 from __future__ import annotations
 
+import contextlib
 import json
+import math
 import os
+import re
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
+from importlib.metadata import PackageNotFoundError
+from importlib.metadata import version as installed_version
 from pathlib import Path
 from typing import Annotated, Any
 
+import numpy as np
 import typer
 from pydantic import BaseModel
 
+from serving.model import LIBRARIES, MODEL_FILES, REQUIREMENTS_LOCKS, ModelDirError, read_model_dir
+from serving.model import ModelKind as ServingKind
 from steps import tracking
 from steps.cli_support import console, new_app, reports_errors
-from steps.errors import BuildError, ConfigError, RegistryError
+from steps.errors import BuildError, ConfigError, RegistryError, ServabilityError
 from steps.outputs import write_outputs, write_result
 from steps.platforms import parse_platforms
 from steps.settings import Settings, load_settings
@@ -34,9 +49,10 @@ from steps.settings import Settings, load_settings
 REPO = Path(__file__).resolve().parents[1]
 SERVICE = "serving.service:Loopline"
 BENTO_NAME = "loopline"
-REQUIREMENTS_LOCK = "serving/requirements.lock"
 NATIVE_IN_MODEL = "artifacts/native"
 METADATA_FILE = "metadata.json"
+MAX_ABS_DIFF = 1e-6
+"""Largest difference allowed between served and MLflow probabilities of the same rows."""
 
 
 class BuildResult(BaseModel):
@@ -45,11 +61,23 @@ class BuildResult(BaseModel):
     model_name: str
     model_version: str
     alias: str | None
+    model_kind: ServingKind
+    requirements_lock: str
     model_tag: str
     bento_tag: str
     archive_uri: str
     platform: str
     seconds: float
+
+
+class ServabilityReport(BaseModel):
+    """How a run's model was found servable: its kind, the image lock, the scores compared."""
+
+    model_kind: ServingKind
+    model_file: str
+    requirements_lock: str
+    rows_compared: int
+    max_abs_diff: float
 
 
 def resolve_version(settings: Settings, version: str | None, alias: str | None) -> Any:
@@ -85,31 +113,196 @@ def materialize(settings: Settings, model_version: Any, alias: str | None, dest:
     Raises:
         RegistryError: when the version's artifacts lack the native files.
     """
-    import mlflow
-    from mlflow.tracking import MlflowClient
-
     uri = f"models:/{settings.model_name}/{model_version.version}"
+    _copy_native(f"{uri}/{NATIVE_IN_MODEL}", uri, dest)
+    _write_metadata(settings, dest, model_version.run_id, str(model_version.version), alias)
+    return dest
+
+
+def materialize_run(settings: Settings, run_id: str, model_id: str, dest: Path) -> Path:
+    """Write the model directory of a run's logged model (registered or not) into ``dest``.
+
+    Its ``metadata.json`` has an empty ``model_version``: the model has no version yet.
+
+    Returns:
+        ``dest``, holding the native model file, ``feature_spec.json`` and metadata.
+
+    Raises:
+        RegistryError: when MLflow has no logged model ``model_id`` or it lacks the native files.
+    """
+    import mlflow
+
     try:
-        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"{uri}/{NATIVE_IN_MODEL}"))
+        location = mlflow.get_logged_model(model_id).artifact_location
     except mlflow.exceptions.MlflowException as err:
         raise RegistryError(
-            f"{uri} has no {NATIVE_IN_MODEL}/ (expected a model logged by steps.train): "
+            f"run {run_id}: MLflow has no logged model {model_id!r}: {err.message}"
+        ) from err
+    _copy_native(f"{location.rstrip('/')}/{NATIVE_IN_MODEL}", f"models:/{model_id}", dest)
+    _write_metadata(settings, dest, run_id, "", None)
+    return dest
+
+
+def requirements_lock(kind: ServingKind) -> str:
+    """Return the locked requirements (relative to the repository) of the image serving ``kind``.
+
+    Raises:
+        ServabilityError: when no serving lock is committed for the kind.
+    """
+    name = REQUIREMENTS_LOCKS.get(kind)
+    lock = f"serving/{name}" if name else f"serving/requirements-{kind}.lock"
+    if name is None or not (REPO / lock).is_file():
+        raise ServabilityError(
+            f"model kind {kind} ({MODEL_FILES[kind]}) has no serving image: expected its locked "
+            f"requirements in {lock} (make lock-serving)"
+        )
+    return lock
+
+
+def check_servability(settings: Settings, run_id: str, model_id: str) -> ServabilityReport:
+    """Check that a Loopline image can serve a run's logged model, and answers as MLflow does.
+
+    Materializes the model as the build step would, finds its kind's serving lock (which must pin
+    the library versions the model was checked with), loads it with the serving predictor and
+    scores the model's logged input example as request rows; the MLflow pyfunc model's
+    probabilities for the same example must match within :data:`MAX_ABS_DIFF`.
+
+    Returns:
+        The kind, model file, lock and the largest difference seen.
+
+    Raises:
+        ServabilityError: naming the kind, the file and what is expected, when the model cannot
+            be served or is served with other probabilities.
+        RegistryError: when MLflow cannot provide the model or its input example.
+    """
+    from serving.model import load_predictor
+
+    tracking.connect(settings)
+    with tempfile.TemporaryDirectory() as scratch:
+        directory = materialize_run(settings, run_id, model_id, Path(scratch) / "model")
+        try:
+            bundle = read_model_dir(directory)
+        except ModelDirError as err:
+            raise ServabilityError(f"run {run_id} logged no servable model: {err}") from err
+        model_file = MODEL_FILES[bundle.kind]
+        lock = requirements_lock(bundle.kind)
+        _check_lock_pins(bundle.kind, lock)
+        try:
+            predictor = load_predictor(bundle)
+        except ModelDirError as err:
+            raise ServabilityError(
+                f"model kind {bundle.kind} of run {run_id} cannot be served: {err}"
+            ) from err
+        example, expected = _mlflow_scores_of_example(model_id)
+        served = predictor.predict_proba(bundle.spec.encode_rows(_request_rows(example)))
+    return ServabilityReport(
+        model_kind=bundle.kind,
+        model_file=model_file,
+        requirements_lock=lock,
+        rows_compared=len(expected),
+        max_abs_diff=compare_scores(bundle.kind, model_file, expected, served),
+    )
+
+
+def compare_scores(
+    kind: ServingKind, model_file: str, expected: np.ndarray, served: np.ndarray
+) -> float:
+    """Return the largest difference between MLflow's and the served probabilities.
+
+    Raises:
+        ServabilityError: when no row was compared, the shapes differ or a difference (or NaN)
+            exceeds :data:`MAX_ABS_DIFF`.
+    """
+    what = f"model kind {kind} ({model_file})"
+    if expected.size == 0 or expected.shape != served.shape:
+        raise ServabilityError(
+            f"{what}: served {served.shape} probabilities for the input example where the MLflow "
+            f"model gives {expected.shape}; expected one per row, at least one row"
+        )
+    diff = float(np.max(np.abs(expected.astype(np.float64) - served.astype(np.float64))))
+    if not diff <= MAX_ABS_DIFF:  # NaN fails too
+        raise ServabilityError(
+            f"{what} scores its input example differently when served: max abs difference "
+            f"{diff:.3g} from the MLflow model, expected <= {MAX_ABS_DIFF:g}"
+        )
+    return diff
+
+
+def _copy_native(native_uri: str, model_uri: str, dest: Path) -> None:
+    import mlflow
+
+    try:
+        local = Path(mlflow.artifacts.download_artifacts(artifact_uri=native_uri))
+    except mlflow.exceptions.MlflowException as err:
+        raise RegistryError(
+            f"{model_uri} has no {NATIVE_IN_MODEL}/ (expected a model logged by steps.train): "
             f"{err.message}"
         ) from err
     dest.mkdir(parents=True, exist_ok=True)
     for item in local.iterdir():
         shutil.copy2(item, dest / item.name)
-    tags = MlflowClient().get_run(model_version.run_id).data.tags
+
+
+def _write_metadata(
+    settings: Settings, dest: Path, run_id: str, version: str, alias: str | None
+) -> None:
+    from mlflow.tracking import MlflowClient
+
+    tags = MlflowClient().get_run(run_id).data.tags
     metadata = {
         "model_name": settings.model_name,
-        "model_version": str(model_version.version),
+        "model_version": version,
         "alias": alias,
-        "run_id": model_version.run_id,
+        "run_id": run_id,
         "data_hash": tags.get("loopline.data_hash", ""),
         "git_commit": tags.get("loopline.git_commit", ""),
     }
     (dest / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
-    return dest
+
+
+def _check_lock_pins(kind: ServingKind, lock: str) -> None:
+    """The image must install the library versions this process loads the model with."""
+    pins = dict(re.findall(r"^([A-Za-z0-9_.-]+)==(\S+)", (REPO / lock).read_text(), re.M))
+    for distribution in LIBRARIES[kind].values():
+        try:
+            here = installed_version(distribution)
+        except PackageNotFoundError:
+            here = "not installed"
+        if pins.get(distribution) != here:
+            raise ServabilityError(
+                f"model kind {kind} ({MODEL_FILES[kind]}): {lock} pins {distribution}=="
+                f"{pins.get(distribution, '(nothing)')}, the training environment has {here}; "
+                "expected the same version (re-lock with make lock-serving)"
+            )
+
+
+def _mlflow_scores_of_example(model_id: str) -> tuple[Any, np.ndarray]:
+    """The logged model's input example and the pyfunc model's probabilities for it."""
+    import mlflow
+
+    uri = f"models:/{model_id}"
+    try:
+        model = mlflow.pyfunc.load_model(uri)
+    except mlflow.exceptions.MlflowException as err:
+        raise RegistryError(f"cannot load model {uri}: {err.message}") from err
+    example = model.input_example
+    if example is None or len(example) == 0:
+        raise RegistryError(
+            f"{uri} has no input example to compare served and MLflow scores "
+            "(expected a model logged by steps.train)"
+        )
+    return example, np.asarray(model.predict(example), dtype=np.float64)
+
+
+def _request_rows(frame: Any) -> list[dict[str, Any]]:
+    """A frame's rows as a JSON request carries them: missing values as null."""
+    return [
+        {
+            name: None if isinstance(value, float) and math.isnan(value) else value
+            for name, value in row.items()
+        }
+        for row in frame.to_dict(orient="records")
+    ]
 
 
 def run(
@@ -123,6 +316,7 @@ def run(
     Raises:
         ConfigError: for an unknown platform or a bad version/alias choice.
         RegistryError: when the version cannot be read from MLflow.
+        ServabilityError: when the version's model kind has no serving image.
         BuildError: when BentoML cannot build or export the bento.
     """
     platforms = parse_platforms(platform, flag="--platform")
@@ -133,13 +327,21 @@ def run(
     os.environ["BENTOML_HOME"] = str(settings.resolved_bentoml_home)
     with tempfile.TemporaryDirectory() as scratch:
         model_dir = materialize(settings, model_version, alias, Path(scratch) / "model")
-        model_tag = _import_model(settings, model_version, model_dir)
-        bento_tag = _build_bento(model_tag, model_version, Path(scratch))
+        try:
+            kind = read_model_dir(model_dir).kind
+        except ModelDirError as err:
+            what = f"{settings.model_name} v{model_version.version}"
+            raise ServabilityError(f"{what} has no servable model: {err}") from err
+        lock = requirements_lock(kind)
+        model_tag = _import_model(settings, model_version, model_dir, kind)
+        bento_tag = _build_bento(model_tag, model_version, kind, Path(scratch))
         archive_uri = _export(settings, bento_tag, Path(scratch))
     return BuildResult(
         model_name=settings.model_name,
         model_version=str(model_version.version),
         alias=alias,
+        model_kind=kind,
+        requirements_lock=lock,
         model_tag=model_tag,
         bento_tag=bento_tag,
         archive_uri=archive_uri,
@@ -148,7 +350,9 @@ def run(
     )
 
 
-def _import_model(settings: Settings, model_version: Any, model_dir: Path) -> str:
+def _import_model(
+    settings: Settings, model_version: Any, model_dir: Path, kind: ServingKind
+) -> str:
     """Create (or reuse) the BentoML model ``NAME:vVERSION-RUNID8``."""
     import bentoml
 
@@ -164,45 +368,75 @@ def _import_model(settings: Settings, model_version: Any, model_dir: Path) -> st
         if value is not None
     }
     with bentoml.models.create(
-        tag, labels={"model_version": str(model_version.version)}, metadata=metadata
+        tag,
+        labels={"model_version": str(model_version.version), "model_kind": kind},
+        metadata=metadata,
     ) as model:
         for item in model_dir.iterdir():
             shutil.copy2(item, Path(model.path) / item.name)
     return tag
 
 
-def bentofile(model_tag: str) -> dict[str, Any]:
-    """Return the bentofile for ``model_tag``: serving/ only, locked requirements, baked env."""
+def bentofile(model_tag: str, kind: ServingKind) -> dict[str, Any]:
+    """Return the bentofile for ``model_tag``: serving/ only, the kind's lock, baked env.
+
+    Raises:
+        ServabilityError: when no serving lock is committed for ``kind``.
+    """
     env = {"LOOPLINE_SERVING__MODEL_TAG": model_tag, "LOOPLINE_SERVING__LEAN_IMPORTS": "true"}
     return {
         "service": SERVICE,
         "name": BENTO_NAME,
         "include": ["serving/*.py"],
-        "python": {"requirements_txt": REQUIREMENTS_LOCK, "lock_packages": False},
+        "python": {"requirements_txt": requirements_lock(kind), "lock_packages": False},
         "docker": {"distro": "debian", "python_version": "3.11"},
         "envs": [{"name": name, "value": value} for name, value in env.items()],
     }
 
 
-def _build_bento(model_tag: str, model_version: Any, scratch: Path) -> str:
+def _build_bento(model_tag: str, model_version: Any, kind: ServingKind, scratch: Path) -> str:
     import bentoml
     import yaml
 
     config = scratch / "bentofile.yaml"
-    config.write_text(yaml.safe_dump(bentofile(model_tag), sort_keys=True))
-    # The service resolves its model from this variable at import (build time and serve time);
-    # lean imports only in the served image: this process has MLflow loaded already.
-    os.environ["LOOPLINE_SERVING__MODEL_TAG"] = model_tag
-    os.environ.pop("LOOPLINE_SERVING__LEAN_IMPORTS", None)
+    config.write_text(yaml.safe_dump(bentofile(model_tag, kind), sort_keys=True))
+    labels = {
+        "model_version": str(model_version.version),
+        "run_id": model_version.run_id,
+        "model_kind": kind,
+    }
     try:
-        bento = bentoml.bentos.build_bentofile(
-            str(config),
-            labels={"model_version": str(model_version.version), "run_id": model_version.run_id},
-            build_ctx=str(REPO),
-        )
+        with _service_env(model_tag):
+            # reload: a process that built another model's bento has serving.service imported
+            # already, with that model's tag as its class attribute.
+            bento = bentoml.bentos.build_bentofile(
+                str(config), reload=True, labels=labels, build_ctx=str(REPO)
+            )
     except bentoml.exceptions.BentoMLException as err:
         raise BuildError(f"bentoml build of {SERVICE} failed: {err}") from err
     return str(bento.tag)
+
+
+@contextlib.contextmanager
+def _service_env(model_tag: str) -> Iterator[None]:
+    """The serving settings for importing the service while building, restored afterwards.
+
+    The service resolves its model from ``LOOPLINE_SERVING__MODEL_TAG`` at import (build time
+    and serve time); lean imports only in the served image: this process has MLflow loaded.
+    """
+    names = (
+        "LOOPLINE_SERVING__MODEL_TAG",
+        "LOOPLINE_SERVING__MODEL_DIR",
+        "LOOPLINE_SERVING__LEAN_IMPORTS",
+    )
+    saved = {name: os.environ.pop(name) for name in names if name in os.environ}
+    os.environ["LOOPLINE_SERVING__MODEL_TAG"] = model_tag
+    try:
+        yield
+    finally:
+        for name in names:
+            os.environ.pop(name, None)
+        os.environ.update(saved)
 
 
 def _export(settings: Settings, bento_tag: str, scratch: Path) -> str:
@@ -246,8 +480,9 @@ def main(
     )
     write_result(out_dir, result)
     console.print(
-        f"built bento {result.bento_tag} for {result.model_name} v{result.model_version} "
-        f"in {result.seconds:.1f}s; archive {result.archive_uri}"
+        f"built bento {result.bento_tag} ({result.model_kind}, {result.requirements_lock}) for "
+        f"{result.model_name} v{result.model_version} in {result.seconds:.1f}s; "
+        f"archive {result.archive_uri}"
     )
 
 

@@ -1,9 +1,11 @@
 """Register step and model aliases: the MLflow registry side of Loopline.
 
-``run`` registers a gated run's model as a new version (idempotent per run), points the
-``challenger`` alias at it and tags its lineage; the first version to pass the gate when no
-champion exists becomes ``champion``. ``promote`` moves ``champion`` (the canary calls it), keeping
-the previous one under ``previous_champion`` for rollback. Aliases only: stages are deprecated.
+``run`` checks that a Loopline image can serve a gated run's model (before the registry is
+touched: nothing gets a version or an alias it cannot be served with), registers it as a new
+version (idempotent per run), points the ``challenger`` alias at it and tags its lineage; the
+first version to pass the gate when no champion exists becomes ``champion``. ``promote`` moves
+``champion`` (the canary calls it), keeping the previous one under ``previous_champion`` for
+rollback. Aliases only: stages are deprecated.
 
 CLI: ``python -m steps.register --run-id ID --out-dir DIR`` and
 ``loopline model promote NAME VERSION`` / ``loopline model show NAME``.
@@ -20,6 +22,7 @@ from pydantic import BaseModel
 from rich.table import Table
 
 from steps import tracking
+from steps.build import ServabilityReport, check_servability
 from steps.cli_support import console, new_app, reports_errors
 from steps.errors import RegistryError
 from steps.evaluate import CHAMPION, DECISION_TAG
@@ -41,6 +44,7 @@ class RegisterResult(BaseModel):
     created: bool
     champion_set: bool
     aliases: list[str]
+    servability: ServabilityReport
 
 
 class PromoteResult(BaseModel):
@@ -56,6 +60,8 @@ def run(settings: Settings, run_id: str, pipeline_run: str = "") -> RegisterResu
 
     Raises:
         RegistryError: when the run did not pass the evaluation gate, or MLflow refuses.
+        ServabilityError: when no Loopline image can serve the run's model, or serves it with
+            other probabilities than MLflow's; the registry is then left as it was.
     """
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
@@ -73,6 +79,10 @@ def run(settings: Settings, run_id: str, pipeline_run: str = "") -> RegisterResu
             f"run {run_id} has gate decision {decision or 'none'!r}; only runs the evaluate step "
             "decided to promote are registered (run steps.evaluate first)"
         )
+    model_id = source_run.data.tags.get(MODEL_ID_TAG)
+    if not model_id:
+        raise RegistryError(f"run {run_id} has no {MODEL_ID_TAG} tag (not a steps.train run)")
+    servability = check_servability(settings, run_id, model_id)
     _ensure_registered_model(client, name)
     existing = client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
     if existing:
@@ -83,10 +93,8 @@ def run(settings: Settings, run_id: str, pipeline_run: str = "") -> RegisterResu
             "data_hash": source_run.data.tags.get("loopline.data_hash", ""),
             "git_commit": source_run.data.tags.get("loopline.git_commit", ""),
             "pipeline_run": pipeline_run,
+            "model_kind": servability.model_kind,
         }
-        model_id = source_run.data.tags.get(MODEL_ID_TAG)
-        if not model_id:
-            raise RegistryError(f"run {run_id} has no {MODEL_ID_TAG} tag (not a steps.train run)")
         registered = client.create_model_version(
             name, source=f"models:/{model_id}", run_id=run_id, tags=tags, model_id=model_id
         )
@@ -103,6 +111,7 @@ def run(settings: Settings, run_id: str, pipeline_run: str = "") -> RegisterResu
         created=created,
         champion_set=champion_set,
         aliases=sorted(aliases_of(client, name, version)),
+        servability=servability,
     )
 
 
@@ -184,6 +193,11 @@ def main(
     )
     write_result(out_dir, result)
     verb = "registered" if result.created else "already registered as"
+    served = result.servability
+    console.print(
+        f"servable: {served.model_kind} ({served.model_file}, {served.requirements_lock}), "
+        f"max abs difference {served.max_abs_diff:.1g} from the MLflow model"
+    )
     console.print(
         f"{verb} {result.model_name} version {result.model_version} "
         f"(aliases: {', '.join(result.aliases)})"

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
-from tests.fixtures.serving import METADATA, REPO, TinyModel, serving_env, start_server
+from tests.fixtures.serving import (
+    METADATA,
+    REPO,
+    TinyModel,
+    sample_rows,
+    serving_env,
+    start_server,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -22,21 +31,39 @@ from pathlib import Path
 import bentoml, yaml
 from steps.build import bentofile
 config = Path(sys.argv[3]) / "bentofile.yaml"
-config.write_text(yaml.safe_dump(bentofile(sys.argv[1])))
+config.write_text(yaml.safe_dump(bentofile(sys.argv[1], sys.argv[4])))
 bento = bentoml.bentos.build_bentofile(str(config), build_ctx=sys.argv[2])
 print(json.dumps({"tag": str(bento.tag), "path": str(bento.path)}))
 """
 
 
+def _pins(text: str) -> set[tuple[str, str]]:
+    """``name==version`` pins of a requirements file (BentoML rewrites markers' spacing)."""
+    return {
+        (match.group(1).lower(), match.group(2))
+        for match in re.finditer(r"^([A-Za-z0-9_.-]+)==([^\s;]+)", text, re.MULTILINE)
+    }
+
+
+@pytest.mark.parametrize(
+    ("kind", "lock"),
+    [("xgboost", "requirements.lock"), ("sklearn", "requirements-sklearn.lock")],
+)
 def test_a_bento_holds_serving_only_and_serves_its_model_with_its_tag(
-    tiny_model: TinyModel, tmp_path: Path, serving_pycache: Path
+    kind: str,
+    lock: str,
+    tiny_model: TinyModel,
+    tiny_sklearn_model: TinyModel,
+    tmp_path: Path,
+    serving_pycache: Path,
 ) -> None:
+    model = tiny_model if kind == "xgboost" else tiny_sklearn_model
     home = tmp_path / "bentoml-home"
-    shutil.copytree(tiny_model.bentoml_home, home)
-    env = {**serving_env(tiny_model, tmp_path / "log", serving_pycache), "BENTOML_HOME": str(home)}
+    shutil.copytree(model.bentoml_home, home)
+    env = {**serving_env(model, tmp_path / "log", serving_pycache), "BENTOML_HOME": str(home)}
     env.pop("LOOPLINE_SERVING__LEAN_IMPORTS")  # the build process may import anything
     done = subprocess.run(
-        [sys.executable, "-c", _BUILD, tiny_model.tag, str(REPO), str(tmp_path)],
+        [sys.executable, "-c", _BUILD, model.tag, str(REPO), str(tmp_path), kind],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=300, check=True,
     )  # fmt: skip
     built = json.loads(done.stdout.splitlines()[-1])
@@ -46,10 +73,13 @@ def test_a_bento_holds_serving_only_and_serves_its_model_with_its_tag(
     }
     assert sources == {f"serving/{p.name}" for p in (REPO / "serving").glob("*.py")}
     info = yaml.safe_load((bento_dir / "bento.yaml").read_text())
-    assert {"name": "LOOPLINE_SERVING__MODEL_TAG", "value": tiny_model.tag} in [
+    assert {"name": "LOOPLINE_SERVING__MODEL_TAG", "value": model.tag} in [
         {k: e[k] for k in ("name", "value")} for e in info["envs"]
     ]
-    assert [m["tag"] for m in info["services"][0]["models"]] == [tiny_model.tag]
+    assert [m["tag"] for m in info["services"][0]["models"]] == [model.tag]
+    # The image installs exactly the kind's lock.
+    requirements = (bento_dir / "env" / "python" / "requirements.txt").read_text()
+    assert _pins(requirements) == _pins((REPO / "serving" / lock).read_text())
 
     # `bentoml serve <bento>` outside an image does not apply the bento's envs: they are set here.
     server = start_server(
@@ -70,6 +100,11 @@ def test_a_bento_holds_serving_only_and_serves_its_model_with_its_tag(
     try:
         response = server.http.post("/metadata", json={})
         assert response.json() == {**METADATA, "bento_tag": built["tag"]}
+        rows = sample_rows(20)
+        answers = server.http.post("/predict_batch", json=rows).json()
+        np.testing.assert_allclose(
+            [a["probability"] for a in answers], model.reference_probability(rows), atol=1e-6
+        )
         version = built["tag"].partition(":")[2]
         assert f'service_version="{version}"' in server.metrics()
     finally:

@@ -33,8 +33,12 @@ def test_served_champion_matches_the_mlflow_model(
             run_id=champion_store.run_id, artifact_path=HOLDOUT_ARTIFACT
         )
     ).head(300)
-    expected = mlflow.pyfunc.load_model("models:/churn@champion").predict(holdout)
-    features = holdout.drop(columns=["churned"])
+    model = mlflow.pyfunc.load_model("models:/churn@champion")
+    schema = model.metadata.get_input_schema()
+    assert schema is not None
+    # The model's features only: the held-out file also has the label and the split's row key.
+    features = holdout[schema.input_names()]
+    expected = model.predict(features)
     rows = [
         {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
         for row in features.to_dict(orient="records")

@@ -175,6 +175,20 @@ def test_the_serving_process_imports_no_training_library(
     assert loaded == (set() if lean else {"sklearn", "scipy.stats", "pandas"})
 
 
+def test_a_lean_sklearn_serving_process_imports_sklearn_but_no_xgboost_pandas_or_mlflow(
+    tiny_sklearn_model: TinyModel, tmp_path: Path, serving_pycache: Path
+) -> None:
+    env = serving_env(tiny_sklearn_model, tmp_path, serving_pycache, lean_imports="true")
+    done = subprocess.run(
+        [sys.executable, "-c", _IMPORT_AND_LOAD], cwd=REPO, env=env, capture_output=True,
+        text=True, timeout=120, check=True,
+    )  # fmt: skip
+    modules = set(json.loads(done.stdout.splitlines()[-1]))
+    # scikit-learn imports scipy.stats itself; the image of this kind installs both.
+    assert {"sklearn", "joblib", "scipy.stats"} <= modules
+    assert not {"xgboost", "pandas", "mlflow"} & modules
+
+
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_every_row_is_logged_by_a_normal_stop(
     serve: Callable[..., Server], tmp_path: Path, stop_signal: int

@@ -4,31 +4,92 @@ from __future__ import annotations
 
 import json
 import tarfile
+from importlib.metadata import version
 from pathlib import Path
 
+import numpy as np
 import pytest
+import yaml
 
+from serving.model import ModelKind as ServingKind
 from steps import build
-from steps.errors import ConfigError, RegistryError
+from steps.errors import ConfigError, RegistryError, ServabilityError
 from tests.fixtures.s3 import S3Server
 from tests.fixtures.training import TrainedRun
 
 
-def test_bentofile_serves_only_serving_code_with_the_locked_requirements() -> None:
-    config = build.bentofile("churn:v1-abc")
+@pytest.mark.parametrize(
+    ("kind", "lock"),
+    [("xgboost", "serving/requirements.lock"), ("sklearn", "serving/requirements-sklearn.lock")],
+)
+def test_bentofile_serves_only_serving_code_with_the_kinds_locked_requirements(
+    kind: ServingKind, lock: str
+) -> None:
+    config = build.bentofile("churn:v1-abc", kind)
     assert config["include"] == ["serving/*.py"]
-    assert config["python"] == {"requirements_txt": build.REQUIREMENTS_LOCK, "lock_packages": False}
+    assert config["python"] == {"requirements_txt": lock, "lock_packages": False}
     assert {"name": "LOOPLINE_SERVING__MODEL_TAG", "value": "churn:v1-abc"} in config["envs"]
 
 
-def test_serving_lock_pins_everything_and_holds_no_training_library() -> None:
-    lock = (build.REPO / build.REQUIREMENTS_LOCK).read_text()
-    pins = [line for line in lock.splitlines() if line and not line.startswith((" ", "#"))]
+def test_a_kind_without_a_committed_lock_has_no_serving_image(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from serving.model import REQUIREMENTS_LOCKS
+
+    monkeypatch.setitem(REQUIREMENTS_LOCKS, "sklearn", "requirements-gone.lock")
+    with pytest.raises(
+        ServabilityError,
+        match=r"model kind sklearn \(model\.pkl\) has no serving image: expected its locked "
+        r"requirements in serving/requirements-gone\.lock",
+    ):
+        build.bentofile("churn:v1-abc", "sklearn")
+    monkeypatch.delitem(REQUIREMENTS_LOCKS, "xgboost")
+    with pytest.raises(ServabilityError, match=r"serving/requirements-xgboost\.lock"):
+        build.requirements_lock("xgboost")
+
+
+def _pins(lock: str) -> dict[str, str]:
+    text = (build.REPO / lock).read_text()
+    pins = [line for line in text.splitlines() if line and not line.startswith((" ", "#"))]
     assert all("==" in pin for pin in pins)
-    names = {pin.split("==")[0].lower() for pin in pins}
-    assert {"bentoml", "xgboost-cpu", "numpy", "pyarrow"} <= names
-    # scipy stays: xgboost-cpu declares it; nothing imports it on the request path.
-    assert not names & {"scikit-learn", "pandas", "mlflow", "xgboost", "nvidia-nccl-cu12"}
+    return {name.lower(): rest.split(" ")[0] for name, _, rest in (p.partition("==") for p in pins)}
+
+
+def test_the_xgboost_lock_holds_no_training_library() -> None:
+    pins = _pins(build.requirements_lock("xgboost"))
+    assert {"bentoml", "xgboost-cpu", "numpy", "pyarrow"} <= pins.keys()
+    assert pins["xgboost-cpu"] == version("xgboost-cpu")
+    # scipy stays: xgboost/core.py imports scipy.sparse (~0.5 s), never scipy.stats.
+    assert not pins.keys() & {"scikit-learn", "pandas", "mlflow", "xgboost", "nvidia-nccl-cu12"}
+
+
+def test_the_sklearn_lock_holds_the_training_scikit_learn_and_no_xgboost() -> None:
+    pins = _pins(build.requirements_lock("sklearn"))
+    assert {"bentoml", "numpy", "pyarrow", "scipy"} <= pins.keys()
+    # A pickle loads only with the scikit-learn (and joblib) that wrote it: uv.lock's versions.
+    assert (pins["scikit-learn"], pins["joblib"]) == (version("scikit-learn"), version("joblib"))
+    assert not pins.keys() & {"xgboost-cpu", "xgboost", "pandas", "mlflow", "nvidia-nccl-cu12"}
+
+
+def test_equal_scores_pass_and_any_difference_beyond_tolerance_is_named() -> None:
+    expected = np.array([0.1, 0.5, 0.9])
+    assert build.compare_scores("xgboost", "model.ubj", expected, expected + 4e-7) == (
+        pytest.approx(4e-7)
+    )
+    off = expected.copy()
+    off[1] += 2e-6
+    with pytest.raises(
+        ServabilityError,
+        match=r"model kind sklearn \(model\.pkl\) scores its input example differently when "
+        r"served: max abs difference 2e-06 from the MLflow model, expected <= 1e-06",
+    ):
+        build.compare_scores("sklearn", "model.pkl", expected, off)
+    with pytest.raises(ServabilityError, match="max abs difference nan"):
+        build.compare_scores("sklearn", "model.pkl", expected, np.array([0.1, np.nan, 0.9]))
+    with pytest.raises(ServabilityError, match=r"served \(2,\) probabilities .* gives \(3,\)"):
+        build.compare_scores("sklearn", "model.pkl", expected, expected[:2])
+    with pytest.raises(ServabilityError, match="at least one row"):
+        build.compare_scores("sklearn", "model.pkl", expected[:0], expected[:0])
 
 
 @pytest.mark.integration
@@ -38,6 +99,7 @@ def test_build_exports_a_bento_holding_the_champion_model(
     result = build.run(champion_store.settings, alias="champion", platform="linux/arm64")
 
     assert result.model_version == "1"
+    assert (result.model_kind, result.requirements_lock) == ("xgboost", "serving/requirements.lock")
     assert result.model_tag == f"churn:v1-{champion_store.run_id[:8]}"
     archive = Path(result.archive_uri.removeprefix("file://"))
     assert archive.is_file()
@@ -48,12 +110,18 @@ def test_build_exports_a_bento_holding_the_champion_model(
         assert {f"{model_dir}/model.ubj", f"{model_dir}/feature_spec.json"} <= set(names)
         metadata = json.loads(bundle.extractfile(f"{model_dir}/metadata.json").read())  # type: ignore[union-attr]
         dockerfile = bundle.extractfile("./env/docker/Dockerfile").read().decode()  # type: ignore[union-attr]
+        bento_info = yaml.safe_load(bundle.extractfile("./bento.yaml").read())  # type: ignore[union-attr]
         assert not any(name.startswith("./src/steps") for name in names)
     assert metadata["run_id"] == champion_store.run_id
     assert metadata["model_version"] == "1" and metadata["alias"] == "champion"
     assert len(metadata["data_hash"]) == 64
     assert "USER bentoml" in dockerfile  # the image runs as non-root
     assert f"LOOPLINE_SERVING__MODEL_TAG={result.model_tag}" in dockerfile
+    assert bento_info["labels"] == {
+        "model_version": "1",
+        "run_id": champion_store.run_id,
+        "model_kind": "xgboost",
+    }
 
     again = build.run(champion_store.settings, version="1")
     assert again.model_tag == result.model_tag  # the BentoML model is reused, not duplicated

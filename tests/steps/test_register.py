@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from steps import evaluate, register, train
 from steps.cli import app
-from steps.errors import RegistryError
+from steps.errors import RegistryError, ServabilityError
 from steps.settings import Settings
 from tests.fixtures.training import small_settings
 
@@ -40,11 +40,16 @@ def test_registration_lifecycle(tmp_path: Path, churn_parquet: Path) -> None:
     one = register.run(settings, first, pipeline_run="wf-1")
     assert (one.model_version, one.created, one.champion_set) == ("1", True, True)
     assert one.aliases == ["challenger", "champion"]
+    served = one.servability
+    assert (served.model_kind, served.model_file) == ("xgboost", "model.ubj")
+    assert served.requirements_lock == "serving/requirements.lock"
+    assert served.rows_compared == 5 and served.max_abs_diff <= 1e-6
     version = MlflowClient().get_model_version(settings.model_name, "1")
     assert version.tags["run_id"] == first
     assert version.tags["pipeline_run"] == "wf-1"
     assert len(version.tags["data_hash"]) == 64
     assert version.tags["git_commit"]
+    assert version.tags["model_kind"] == "xgboost"
 
     # Re-running for the same run creates no second version.
     again = register.run(settings, first, pipeline_run="wf-1")
@@ -93,3 +98,70 @@ def test_cli_writes_outputs_and_model_commands_report(
     assert missing.exit_code == 2 and "no version '9'" in missing.output
     unknown = CliRunner().invoke(app, ["model", "show", "no-such-model"])
     assert unknown.exit_code == 2 and "no-such-model" in unknown.output
+
+
+def _native_dir(settings: Settings, run_id: str) -> Path:
+    """Where the local artifact store keeps the run's logged native model files."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    from steps import tracking
+
+    tracking.connect(settings)
+    model_id = MlflowClient().get_run(run_id).data.tags[train.MODEL_ID_TAG]
+    location = mlflow.get_logged_model(model_id).artifact_location
+    return Path(location.removeprefix("file://")) / "artifacts" / "native"
+
+
+def _registry(settings: Settings) -> tuple[list[str], dict[str, str]]:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient()
+    if not client.search_registered_models():
+        return [], {}
+    versions = client.search_model_versions(f"name='{settings.model_name}'")
+    return sorted(str(v.version) for v in versions), _aliases(settings, settings.model_name)
+
+
+def test_an_unservable_model_is_refused_before_the_registry_is_touched(
+    tmp_path: Path, churn_parquet: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from serving.model import REQUIREMENTS_LOCKS
+
+    settings = small_settings(tmp_path, churn_parquet)
+    first = train.run(settings, pipeline_run="wf-1").run_id
+    assert evaluate.run(settings, first)[0].decision == "promote"
+    # Given a gated run whose native files hold a model.pkl that joblib cannot load,
+    native = _native_dir(settings, first)
+    (native / "model.ubj").rename(native / "model.pkl")
+    monkeypatch.setenv("LOOPLINE_STATE_DIR", str(tmp_path))
+    out = tmp_path / "out"
+
+    refused = CliRunner().invoke(app, ["register", "--run-id", first, "--out-dir", str(out)])
+
+    # the register step exits 2 (not retried) naming the kind, the file and what is expected,
+    assert refused.exit_code == 2, refused.output
+    message = " ".join(refused.output.split())
+    assert f"model kind sklearn of run {first} cannot be served" in message
+    assert "model.pkl is not a model joblib can load" in message
+    # and the registry is as it was: not even the registered model exists.
+    assert _registry(settings) == ([], {})
+    assert not out.exists()
+
+    # Restored, the same run registers as version 1 and becomes champion.
+    (native / "model.pkl").rename(native / "model.ubj")
+    assert register.run(settings, first).champion_set
+
+    # A second gated run whose kind has no serving image is refused; nothing moves.
+    second = train.run(settings, pipeline_run="wf-2").run_id
+    assert evaluate.run(settings, second)[0].decision == "promote"
+    before = _registry(settings)
+    assert before == (["1"], {"challenger": "1", "champion": "1"})
+    monkeypatch.delitem(REQUIREMENTS_LOCKS, "xgboost")
+    with pytest.raises(
+        ServabilityError,
+        match=r"model kind xgboost \(model\.ubj\) has no serving image: expected its locked "
+        r"requirements in serving/requirements-xgboost\.lock",
+    ):
+        register.run(settings, second)
+    assert _registry(settings) == before
