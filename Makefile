@@ -15,7 +15,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 export UV_COMPILE_BYTECODE := 1
 SERVE_PORT ?= 3000
 
-.PHONY: help setup demo test test-unit check fmt clean render render-check validate lock-serving mlflow-ui bench-serving bench-drift serve loadtest
+.PHONY: help setup demo test test-unit check fmt clean render render-check validate lock-serving mlflow-ui bench-serving bench-drift bench-training serve loadtest system-packages
 
 help: ## List the tasks
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -29,13 +29,17 @@ $(VENV_STAMP): $(UV) uv.lock pyproject.toml
 
 setup: $(VENV_STAMP) ## Install uv and the locked virtualenv (.venv)
 
-demo: $(VENV_STAMP) ## Generate demo data if needed, then train, evaluate and register a model
+# A PATH lookup per tool when all are present; apt-get (as root) only for what is missing.
+system-packages: ## Install the Debian packages the commands and tests run (apt-get, as root)
+	@python3 scripts/system_packages.py
+
+demo: system-packages $(VENV_STAMP) ## Generate demo data if needed, then train, evaluate and register a model
 	$(RUN) loopline demo
 
-test: $(VENV_STAMP) ## Run the whole test suite (unit and integration)
+test: system-packages $(VENV_STAMP) ## Run the whole test suite (unit and integration)
 	$(RUN) pytest $(PYTEST_ARGS)
 
-test-unit: $(VENV_STAMP) ## Run the fast tests only (no services started)
+test-unit: system-packages $(VENV_STAMP) ## Run the fast tests only (no services started)
 	$(RUN) pytest -m "not integration" $(PYTEST_ARGS)
 
 check: $(VENV_STAMP) ## Lint, format check and type check
@@ -66,15 +70,18 @@ render-check: $(VENV_STAMP) ## Fail when argo/ differs from a fresh render
 validate: $(VENV_STAMP) ## Validate argo/ and k8s/ against their schemas, offline
 	$(RUN) python -m scripts.validate_manifests
 
-lock-serving: $(UV) ## Re-lock serving/requirements.lock (amd64 + arm64) within uv.lock's versions
+lock-serving: $(UV) ## Re-lock serving/requirements*.lock (amd64 + arm64) within uv.lock's versions
 	$(UV) export --frozen --format requirements-txt --no-hashes --no-dev --no-emit-project -q > .tools/constraints.txt
-	$(UV) pip compile serving/requirements.in --universal --python-version 3.11 \
-		-c .tools/constraints.txt --no-annotate --no-header -q -o serving/requirements.lock
+	for lock in requirements requirements-sklearn; do \
+		$(UV) pip compile serving/$$lock.in --universal --python-version 3.11 \
+			-c .tools/constraints.txt --no-annotate --no-header -q -o serving/$$lock.lock || exit 1; \
+	done
 
-bench-serving: $(VENV_STAMP) ## Benchmark the service vs MLServer, KServe, FastAPI (~10 min; QUICK=1: ~4)
-	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && apt-get install -y -qq wrk >/dev/null; } \
-		|| { echo "bench-serving needs wrk: run 'sudo apt-get install -y wrk' (Debian/Ubuntu) and retry" >&2; exit 1; }
+bench-serving: system-packages $(VENV_STAMP) ## Benchmark the service vs MLServer, KServe, FastAPI (~10 min; QUICK=1: ~4)
 	$(RUN) python -m scripts.bench_serving $(if $(QUICK),--quick) $(BENCH_ARGS)
+
+bench-training: $(VENV_STAMP) ## Held-out quality of the training defaults: demo data, Caravan, Default (~2 min)
+	$(RUN) python -m scripts.bench_training $(BENCH_ARGS)
 
 bench-drift: $(VENV_STAMP) ## Time the drift check on 100k/1M/10M logged rows (~4 min first run)
 	$(RUN) python -m scripts.bench_drift run $(BENCH_ARGS)

@@ -84,11 +84,16 @@ class Stage:
 def run_parameters() -> list[Parameter]:
     """Return the workflow parameters of the retrain pipeline, defaults taken from the settings.
 
+    The recipe parameters (target, model kind, gate) default to empty: the run then trains the
+    current champion's recipe (:mod:`steps.recipe`), or the defaults in code when there is no
+    champion yet. A value given with ``-p`` (or by the drift monitor) overrides that field only.
+
     Returns:
         One parameter per thing a run varies, each with its default (and allowed values).
     """
     data, train, gate = DataSettings(), TrainSettings(), GateSettings()
     seed = Settings.model_fields["seed"].default
+    inherit = "empty: the champion's recipe, else {}"
 
     def declare(name: str, default: str, description: str, enum: Sequence[str] = ()) -> Parameter:
         allowed: list[Any] | None = list(enum) or None
@@ -96,11 +101,24 @@ def run_parameters() -> list[Parameter]:
 
     return [
         declare("data-uri", DEFAULT_DATA_URI, "training data (CSV or Parquet)"),
-        declare("target", data.target, "label column"),
-        declare("model-kind", train.model_kind, "estimator", enum=get_args(ModelKind)),
+        declare("target", "", "label column; " + inherit.format(data.target)),
+        declare(
+            "model-kind",
+            "",
+            "estimator; " + inherit.format(train.model_kind),
+            enum=("", *get_args(ModelKind)),
+        ),
         declare("seed", str(seed), "random seed"),
-        declare("min-value", str(gate.min_value), "gate: absolute minimum of the metric"),
-        declare("max-regression", str(gate.max_regression), "gate: largest drop vs champion"),
+        declare(
+            "min-value",
+            "",
+            "gate: absolute minimum of the metric; " + inherit.format(gate.min_value),
+        ),
+        declare(
+            "max-regression",
+            "",
+            "gate: largest drop vs champion; " + inherit.format(gate.max_regression),
+        ),
         declare("platforms", "linux/arm64", "image platforms (comma-separated)"),
         declare("image-registry", "ghcr.io/loopline", "registry the model image is pushed to"),
         declare("reason", "manual", "why this run started", enum=REASONS),
@@ -113,14 +131,22 @@ def run_parameters() -> list[Parameter]:
 def _model_stages() -> list[Stage]:
     train = step_template(
         "train",
-        flags=("data-uri", "target", "model-kind", "seed", "pipeline-run"),
+        flags=(
+            "data-uri",
+            "target",
+            "model-kind",
+            "min-value",
+            "max-regression",
+            "seed",
+            "pipeline-run",
+        ),
         outputs=("run_id", "data_hash", "model_uri"),
         profile=PodProfile("1", "2Gi", "2", "4Gi", deadline_s=3600),
         retry_limit=2,
     )
     evaluate = step_template(
         "evaluate",
-        flags=("run-id", "min-value", "max-regression"),
+        flags=("run-id",),
         switches=("--no-fail-on-reject",),
         outputs=("decision", "reasons", "report_uri"),
         archive_out_dir_as="evaluation",
@@ -141,17 +167,15 @@ def _model_stages() -> list[Stage]:
                 "data-uri": workflow_parameter("data-uri"),
                 "target": workflow_parameter("target"),
                 "model-kind": workflow_parameter("model-kind"),
+                "min-value": workflow_parameter("min-value"),
+                "max-regression": workflow_parameter("max-regression"),
                 "seed": workflow_parameter("seed"),
                 "pipeline-run": "{{workflow.name}}",
             },
         ),
         Stage(
             evaluate,
-            {
-                "run-id": task_output("train", "run_id"),
-                "min-value": workflow_parameter("min-value"),
-                "max-regression": workflow_parameter("max-regression"),
-            },
+            {"run-id": task_output("train", "run_id")},
             after=("train",),
         ),
         Stage(

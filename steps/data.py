@@ -74,6 +74,9 @@ class Dataset:
     source: str
     content_hash: str
     dropped_missing_target: int = 0
+    ids: pd.DataFrame | None = None
+    """The id columns present in the source (row keys, timestamps), row-aligned with ``frame``;
+    never features, used to split and to recognise rows across data sets."""
 
     @property
     def features(self) -> tuple[str, ...]:
@@ -148,6 +151,8 @@ def dataset_from_frame(
         raise DataError(f"every row of {source} lacks a value in target column {target!r}")
     kept = frame.loc[~missing, list(chosen)] if missing.any() else frame[list(chosen)]
     kept = kept.reset_index(drop=True)
+    id_present = [str(c) for c in frame.columns if c in id_columns and c not in chosen]
+    ids = frame.loc[~missing, id_present].reset_index(drop=True) if id_present else None
     kinds: dict[str, FeatureKind] = {}
     for name in chosen:
         kinds[name], kept[name] = _typed_feature(name, kept[name])
@@ -167,6 +172,7 @@ def dataset_from_frame(
         source=source,
         content_hash=_content_hash(kept),
         dropped_missing_target=int(missing.sum()),
+        ids=ids,
     )
 
 

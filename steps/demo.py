@@ -91,7 +91,7 @@ def demo(
     with ProgressDisplay(console) as display:
         options = RunOptions(backoff_scale=BACKOFF_SCALE, progress=display.update)
         record = run_workflow(WORKFLOW, {"data-uri": data_uri}, settings=settings, options=options)
-    report(record)
     console.print(summary(record, settings))
     if record.phase != "Succeeded":
+        report(record)  # each task's outcome, the failed one's exit code and log tail
         raise typer.Exit(1)

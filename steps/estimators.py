@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
@@ -22,10 +22,25 @@ XGBOOST_FILE = "model.ubj"
 SKLEARN_FILE = "model.pkl"
 
 
-class ProbabilityModel(Protocol):
-    """What evaluation and the MLflow wrapper need from a fitted model."""
+@dataclass(frozen=True)
+class Validation:
+    """The validation rows early stopping watches: carved from the training split, never from
+    the held-out split."""
 
-    def predict_proba(self, matrix: np.ndarray) -> np.ndarray: ...
+    matrix: np.ndarray
+    labels: np.ndarray
+
+
+@dataclass(frozen=True)
+class History:
+    """The validation curve of a boosted model and where early stopping kept it."""
+
+    metric: str
+    curve: tuple[float, ...]
+    """Validation log loss after each boosting round, lower is better."""
+    best_iteration: int
+    """Rounds kept in the model (the best round, counted from 1)."""
+    stopped_early: bool
 
 
 @dataclass(frozen=True)
@@ -34,6 +49,7 @@ class FittedModel:
 
     kind: ModelKind
     estimator: Any
+    history: History | None = None
 
     def positive_probability(self, matrix: np.ndarray) -> np.ndarray:
         """Return P(positive) for each row of ``matrix`` as float64."""
@@ -43,7 +59,12 @@ class FittedModel:
         """Write the native model file into ``directory`` and return its path."""
         if self.kind == "xgboost":
             path = directory / XGBOOST_FILE
-            self.estimator.get_booster().save_model(path)
+            booster = self.estimator.get_booster()
+            if self.history is not None:
+                # Only the best rounds: a loaded booster scores with every tree it holds, while
+                # the classifier stops at its best iteration; sliced, both agree.
+                booster = booster[: self.history.best_iteration]
+            booster.save_model(path)
             return path
         import joblib
 
@@ -60,18 +81,38 @@ def fit(
     params: TrainSettings,
     seed: int,
     on_round: Callable[[int], None] | None = None,
+    validation: Validation | None = None,
 ) -> FittedModel:
     """Fit a model of ``kind`` on the encoded training matrix.
 
+    Boosted kinds (XGBoost, ``sklearn-hgb``) stop early when ``validation`` is given and
+    ``params.early_stopping_rounds`` > 0: ``n_estimators`` is then the cap, and the model keeps
+    the rounds up to the best validation log loss. Logistic regression has no rounds to stop.
+
     Args:
         on_round: called after each boosting round (XGBoost) for progress display.
+        validation: rows for early stopping, taken from the training split.
 
     Returns:
-        The fitted model.
+        The fitted model, with its validation curve when it was boosted against ``validation``.
     """
+    if not params.early_stopping_rounds:
+        validation = None
     if kind == "xgboost":
-        return FittedModel(kind, _fit_xgboost(matrix, labels, spec, params, seed, on_round))
-    return FittedModel(kind, _fit_sklearn(kind, matrix, labels, spec, params, seed))
+        estimator, history = _fit_xgboost(matrix, labels, spec, params, seed, on_round, validation)
+        return FittedModel(kind, estimator, history)
+    estimator, history = _fit_sklearn(kind, matrix, labels, spec, params, seed, validation)
+    return FittedModel(kind, estimator, history)
+
+
+def positive_weight(labels: np.ndarray, params: TrainSettings) -> float:
+    """Return the weight of a positive row: negatives/positives when ``class_weight`` is
+    ``balanced``, else 1. The default stays 1: balanced weights inflate every probability the
+    service returns (measured in reports/training-quality.md, AUC did not improve either)."""
+    if params.class_weight == "none":
+        return 1.0
+    positives = int(np.count_nonzero(labels))
+    return (len(labels) - positives) / max(positives, 1)
 
 
 def load_native(directory: Path) -> Callable[[np.ndarray], np.ndarray]:
@@ -109,7 +150,8 @@ def _fit_xgboost(
     params: TrainSettings,
     seed: int,
     on_round: Callable[[int], None] | None,
-) -> Any:
+    validation: Validation | None,
+) -> tuple[Any, History | None]:
     import xgboost
 
     class _Progress(xgboost.callback.TrainingCallback):
@@ -122,16 +164,23 @@ def _fit_xgboost(
         n_estimators=params.n_estimators,
         max_depth=params.max_depth,
         learning_rate=params.learning_rate,
+        scale_pos_weight=positive_weight(labels, params),
         tree_method="hist",
         enable_categorical=True,
         feature_types=spec.feature_types,
         random_state=seed,
         n_jobs=2,
         eval_metric="logloss",
+        early_stopping_rounds=params.early_stopping_rounds if validation else None,
         callbacks=[_Progress()],
     )
-    model.fit(matrix, labels)
-    return model
+    if validation is None:
+        model.fit(matrix, labels)
+        return model, None
+    model.fit(matrix, labels, eval_set=[(validation.matrix, validation.labels)], verbose=False)
+    curve = tuple(float(v) for v in model.evals_result()["validation_0"]["logloss"])
+    best = int(model.best_iteration) + 1
+    return model, History("logloss", curve, best, stopped_early=best < params.n_estimators)
 
 
 def _fit_sklearn(
@@ -141,7 +190,8 @@ def _fit_sklearn(
     spec: FeatureSpec,
     params: TrainSettings,
     seed: int,
-) -> Any:
+    validation: Validation | None,
+) -> tuple[Any, History | None]:
     from sklearn.compose import ColumnTransformer
     from sklearn.ensemble import HistGradientBoostingClassifier
     from sklearn.impute import SimpleImputer
@@ -149,46 +199,56 @@ def _fit_sklearn(
     from sklearn.pipeline import Pipeline
     from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-    categorical = [i for i, name in enumerate(spec.order) if name in spec.categorical]
-    numeric = [i for i, name in enumerate(spec.order) if name not in spec.categorical]
+    weights = np.where(labels == 1, positive_weight(labels, params), 1.0)
     if kind == "sklearn-hgb":
-        estimator: Any = HistGradientBoostingClassifier(
+        model = HistGradientBoostingClassifier(
             max_iter=params.n_estimators,
             max_depth=params.max_depth,
             learning_rate=params.learning_rate,
             categorical_features=[name in spec.categorical for name in spec.order],
+            early_stopping=validation is not None,
+            scoring="loss",
+            n_iter_no_change=max(params.early_stopping_rounds, 1),
             random_state=seed,
         )
-    else:
-        preprocess = ColumnTransformer(
-            [
-                (
-                    "numeric",
-                    Pipeline(
-                        [
-                            ("impute", SimpleImputer(strategy="median")),
-                            ("scale", StandardScaler()),
-                        ]
-                    ),
-                    numeric,
-                ),
-                (
-                    "categorical",
-                    Pipeline(
-                        [
-                            ("impute", SimpleImputer(strategy="constant", fill_value=-1)),
-                            ("onehot", OneHotEncoder(handle_unknown="ignore")),
-                        ]
-                    ),
-                    categorical,
-                ),
-            ]
+        if validation is None:
+            model.fit(matrix, labels, sample_weight=weights)
+            return model, None
+        model.fit(
+            matrix, labels, sample_weight=weights, X_val=validation.matrix, y_val=validation.labels
         )
-        estimator = Pipeline(
-            [
-                ("preprocess", preprocess),
-                ("model", LogisticRegression(max_iter=2000, random_state=seed)),
-            ]
-        )
-    estimator.fit(matrix, labels)
-    return estimator
+        # validation_score_ holds the negated loss, starting before the first iteration.
+        curve = tuple(-float(v) for v in model.validation_score_[1:])
+        best = int(np.argmin(curve)) + 1
+        return model, History("logloss", curve, best, stopped_early=model.n_iter_ < model.max_iter)
+    categorical = [i for i, name in enumerate(spec.order) if name in spec.categorical]
+    numeric = [i for i, name in enumerate(spec.order) if name not in spec.categorical]
+    preprocess = ColumnTransformer(
+        [
+            (
+                "numeric",
+                Pipeline(
+                    [("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]
+                ),
+                numeric,
+            ),
+            (
+                "categorical",
+                Pipeline(
+                    [
+                        ("impute", SimpleImputer(strategy="constant", fill_value=-1)),
+                        ("onehot", OneHotEncoder(handle_unknown="ignore")),
+                    ]
+                ),
+                categorical,
+            ),
+        ]
+    )
+    estimator = Pipeline(
+        [
+            ("preprocess", preprocess),
+            ("model", LogisticRegression(max_iter=2000, random_state=seed)),
+        ]
+    )
+    estimator.fit(matrix, labels, model__sample_weight=weights)
+    return estimator, None

@@ -1,8 +1,14 @@
 """Evaluate step: score the challenger and the current champion on the same held-out data.
 
-The gate (:func:`steps.gate.decide`) turns the metrics into promote/reject with reasons. The
-report (metrics JSON, ROC/PR/calibration PNGs, HTML) is logged to the challenger's MLflow run
-under ``evaluation/``, and the decision is tagged on the run so registration can check it.
+The held-out rows are the challenger's (:mod:`steps.holdout`: by key or time, the same in every
+run); the step counts, for each model, how many of them it was trained on (expected 0) from the
+training keys both runs logged, and measures each feature of the challenger's training sample
+against the champion's (the drift step's measurement, with the gate's gross thresholds). The gate
+(:func:`steps.gate.decide`) turns all of it into promote/reject with reasons; its policy is the
+one the challenger's recipe carries unless given explicitly. The report (metrics JSON,
+ROC/PR/calibration and data-shift PNGs, HTML, Evidently's data-shift HTML) is logged to the
+challenger's MLflow run under ``evaluation/``, and the decision is tagged on the run so
+registration can check it.
 
 CLI: ``python -m steps.evaluate --run-id ID --out-dir DIR``; outputs ``decision``, ``reasons``,
 ``report_uri``. A rejected challenger exits 3 unless ``--no-fail-on-reject`` (used when a
@@ -13,25 +19,34 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import numpy as np
 import pandas as pd
 import typer
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
-from steps import tracking
+from steps import recipe, tracking
 from steps.cli_support import console, new_app, reports_errors
+from steps.drift_report import Measurement
 from steps.errors import GateRejected, RegistryError
-from steps.gate import Decision, GateDecision, decide
+from steps.gate import Decision, GateDecision, Overlap, Shift, decide
+from steps.holdout import ROW_KEY_COLUMN, seen_rows
 from steps.metrics import classification_metrics
 from steps.outputs import write_outputs, write_result
 from steps.report import ScoredModel, write_report
-from steps.settings import GateSettings, Settings, load_settings
-from steps.train import HOLDOUT_ARTIFACT, MODEL_NAME_IN_RUN
+from steps.settings import DriftSettings, GateSettings, Settings, explicit_fields, load_settings
+from steps.train import (
+    HOLDOUT_ARTIFACT,
+    MODEL_NAME_IN_RUN,
+    PREDICTION_COLUMN,
+    REFERENCE_ARTIFACT,
+    TRAIN_KEYS_ARTIFACT,
+)
 
-CHAMPION = "champion"
+CHAMPION = recipe.CHAMPION_ALIAS
 REPORT_ARTIFACT_DIR = "evaluation"
+DATA_SHIFT_HTML = "data_shift.html"
 DECISION_TAG = "loopline.gate.decision"
 
 
@@ -53,11 +68,22 @@ class EvaluationResult(BaseModel):
     challenger_metrics: dict[str, float]
     champion: ChampionInfo | None
     rows_holdout: int
+    holdout: str
+    overlaps: tuple[Overlap, ...]
+    shifts: tuple[Shift, ...]
     report_uri: str
 
 
-def run(settings: Settings, run_id: str) -> tuple[EvaluationResult, GateDecision]:
+def run(
+    settings: Settings, run_id: str, explicit: frozenset[str] | None = None
+) -> tuple[EvaluationResult, GateDecision]:
     """Evaluate the model of MLflow run ``run_id`` against the current champion.
+
+    Args:
+        settings: the MLflow store, the model name and the gate policy.
+        run_id: the challenger's training run.
+        explicit: the settings given explicitly; the other gate fields come from the recipe the
+            challenger was trained with (``recipe.json``). None: use ``settings.gate`` as given.
 
     Returns:
         The evaluation result (also logged to the run) and the gate decision.
@@ -68,31 +94,36 @@ def run(settings: Settings, run_id: str) -> tuple[EvaluationResult, GateDecision
     import mlflow
 
     tracking.connect(settings)
+    policy = _policy(settings, run_id, explicit)
     holdout = _load_holdout(run_id)
     target = _run_param(run_id, "target")
     labels = holdout[target].to_numpy()
+    keys = holdout[ROW_KEY_COLUMN].to_numpy() if ROW_KEY_COLUMN in holdout.columns else None
     challenger = _score(f"runs:/{run_id}/{MODEL_NAME_IN_RUN}", holdout, labels, "challenger")
-    champion_version = _champion_version(settings.model_name)
+    overlaps = [_overlap("challenger", run_id, keys, len(holdout))]
     scored = [challenger]
     champion: ChampionInfo | None = None
+    shifts: list[Shift] = []
+    measurement: Measurement | None = None
+    champion_version = recipe.champion_version(settings.model_name)
     if champion_version is not None:
-        champion_model = _score(
-            f"models:/{settings.model_name}@{CHAMPION}",
-            holdout,
-            labels,
-            f"champion v{champion_version.version}",
-        )
+        label = f"champion v{champion_version.version}"
+        champion_model = _score(f"models:/{settings.model_name}@{CHAMPION}", holdout, labels, label)
         scored.append(champion_model)
         champion = ChampionInfo(
             version=str(champion_version.version),
             run_id=str(champion_version.run_id),
             metrics=champion_model.metrics,
         )
+        overlaps.append(_overlap(label, champion.run_id, keys, len(holdout)))
+        measurement, shifts = _data_shift(run_id, champion.run_id, policy)
     verdict = decide(
         challenger.metrics,
         champion.metrics if champion else None,
-        settings.gate,
+        policy,
         champion_label=f"champion v{champion.version}" if champion else CHAMPION,
+        overlaps=overlaps,
+        shifts=shifts,
     )
     with mlflow.start_run(run_id=run_id) as active:
         report_uri = f"{active.info.artifact_uri}/{REPORT_ARTIFACT_DIR}"
@@ -100,14 +131,21 @@ def run(settings: Settings, run_id: str) -> tuple[EvaluationResult, GateDecision
             run_id=run_id,
             decision=verdict.decision,
             reasons=verdict.reasons,
-            gate=settings.gate,
+            gate=policy,
             challenger_metrics=challenger.metrics,
             champion=champion,
             rows_holdout=len(holdout),
+            holdout=_run_param(run_id, "holdout", default="random split (before holdout keys)"),
+            overlaps=tuple(overlaps),
+            shifts=tuple(shifts),
             report_uri=report_uri,
         )
         with tempfile.TemporaryDirectory() as scratch:
-            write_report(Path(scratch), labels, scored, result.model_dump(mode="json"))
+            write_report(
+                Path(scratch), labels, scored, result.model_dump(mode="json"), shifts=shifts
+            )
+            if measurement is not None:
+                measurement.save_html(Path(scratch) / DATA_SHIFT_HTML)
             mlflow.log_artifacts(scratch, artifact_path=REPORT_ARTIFACT_DIR)
         mlflow.log_metrics({f"eval_challenger_{k}": v for k, v in challenger.metrics.items()})
         if champion:
@@ -116,10 +154,99 @@ def run(settings: Settings, run_id: str) -> tuple[EvaluationResult, GateDecision
             {
                 DECISION_TAG: verdict.decision,
                 "loopline.gate.passed_absolute": str(verdict.passed_absolute).lower(),
+                "loopline.gate.comparable": str(verdict.comparable).lower(),
+                "loopline.gate.gross_shift": ",".join(verdict.gross_shift),
                 "loopline.gate.champion_version": champion.version if champion else "",
             }
         )
     return result, verdict
+
+
+def _policy(settings: Settings, run_id: str, explicit: frozenset[str] | None) -> GateSettings:
+    """The gate policy: explicit settings, else the challenger's recipe, else the defaults."""
+    if explicit is None:
+        return settings.gate
+    trained_with = recipe.read_run_recipe(run_id)
+    merged = settings.gate.model_dump()
+    for name in merged:
+        dotted = f"gate.{name}"
+        if dotted not in explicit and dotted in trained_with:
+            merged[name] = trained_with[dotted]
+    try:
+        return GateSettings.model_validate(merged)
+    except ValidationError as err:
+        raise RegistryError(
+            f"the gate policy in {recipe.RECIPE_ARTIFACT} of run {run_id} is invalid: {err}"
+        ) from err
+
+
+def _overlap(label: str, run_id: str, holdout_keys: np.ndarray | None, rows: int) -> Overlap:
+    """Count the held-out rows among the rows the model of ``run_id`` was trained on."""
+    import mlflow
+
+    if holdout_keys is None:
+        return Overlap(label=label, seen_rows=None, holdout_rows=rows)
+    try:
+        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=TRAIN_KEYS_ARTIFACT)
+    except mlflow.exceptions.MlflowException:
+        return Overlap(label=label, seen_rows=None, holdout_rows=rows)
+    trained = pd.read_parquet(path)[ROW_KEY_COLUMN].to_numpy()
+    return Overlap(label=label, seen_rows=seen_rows(holdout_keys, trained), holdout_rows=rows)
+
+
+def _data_shift(
+    challenger_run: str, champion_run: str, policy: GateSettings
+) -> tuple[Measurement | None, list[Shift]]:
+    """Measure each champion feature in the challenger's training sample against the champion's
+    reference sample (the drift step's measurement, with the gate's gross thresholds)."""
+    from steps.drift_report import measure
+
+    reference, champion_features = _reference(champion_run)
+    current, challenger_features = _reference(challenger_run)
+    shifts = [
+        Shift(column=name, method="missing column", score=1.0, threshold=1.0, gross=True)
+        for name in champion_features
+        if name not in challenger_features
+    ]
+    common = [name for name in champion_features if name in challenger_features]
+    numeric, categorical = [], []
+    for name in common:
+        kinds = {pd.api.types.is_numeric_dtype(frame[name].dtype) for frame in (reference, current)}
+        if len(kinds) == 2:
+            shifts.append(
+                Shift(column=name, method="type changed", score=1.0, threshold=1.0, gross=True)
+            )
+        elif kinds == {True}:
+            numeric.append(name)
+        else:
+            categorical.append(name)
+    if not numeric and not categorical:
+        return None, shifts
+    method = DriftSettings(
+        numeric_method="wasserstein",
+        categorical_method="jensenshannon",
+        numeric_threshold=policy.gross_numeric_shift,
+        categorical_threshold=policy.gross_categorical_shift,
+    )
+    columns = [*numeric, *categorical, PREDICTION_COLUMN]
+    measurement = measure(reference[columns], current[columns], numeric, categorical, method)
+    shifts += [
+        Shift(
+            column=score.column,
+            method=score.method,
+            score=score.score,
+            threshold=score.threshold,
+            gross=score.drifted,
+        )
+        for score in measurement.scores
+        if score.kind != "prediction"
+    ]
+    return measurement, shifts
+
+
+def _reference(run_id: str) -> tuple[pd.DataFrame, list[str]]:
+    sample = _run_table(run_id, REFERENCE_ARTIFACT, "training sample")
+    return sample, _run_param(run_id, "features").split(",")
 
 
 def _score(uri: str, holdout: pd.DataFrame, labels: np.ndarray, label: str) -> ScoredModel:
@@ -128,7 +255,7 @@ def _score(uri: str, holdout: pd.DataFrame, labels: np.ndarray, label: str) -> S
     try:
         model = mlflow.pyfunc.load_model(uri)
     except mlflow.exceptions.MlflowException as err:
-        raise RegistryError(f"cannot load model {uri}: {err.message}") from err
+        raise tracking.mlflow_error(err, f"cannot load model {uri}") from err
     inputs = model.metadata.get_input_schema()
     missing = [c for c in (inputs.input_names() if inputs else []) if c not in holdout.columns]
     if missing:
@@ -141,37 +268,30 @@ def _score(uri: str, holdout: pd.DataFrame, labels: np.ndarray, label: str) -> S
 
 
 def _load_holdout(run_id: str) -> pd.DataFrame:
+    return _run_table(run_id, HOLDOUT_ARTIFACT, "held-out data")
+
+
+def _run_table(run_id: str, artifact: str, what: str) -> pd.DataFrame:
+    """Read a Parquet artifact the train step logged on ``run_id``."""
     import mlflow
 
     try:
-        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=HOLDOUT_ARTIFACT)
+        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact)
     except mlflow.exceptions.MlflowException as err:
-        raise RegistryError(
-            f"run {run_id!r} has no held-out data at {HOLDOUT_ARTIFACT}: {err.message} "
-            "(expected a run logged by steps.train)"
+        raise tracking.mlflow_error(
+            err,
+            f"run {run_id!r} has no {what} at {artifact} (expected a run logged by steps.train)",
         ) from err
     return pd.read_parquet(path)
 
 
-def _run_param(run_id: str, name: str) -> str:
+def _run_param(run_id: str, name: str, default: str | None = None) -> str:
     from mlflow.tracking import MlflowClient
 
-    value = MlflowClient().get_run(run_id).data.params.get(name)
+    value = MlflowClient().get_run(run_id).data.params.get(name, default)
     if value is None:
         raise RegistryError(f"run {run_id!r} has no param {name!r} (expected a steps.train run)")
     return str(value)
-
-
-def _champion_version(model_name: str) -> Any | None:
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    try:
-        return MlflowClient().get_model_version_by_alias(model_name, CHAMPION)
-    except MlflowException as err:
-        if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
-            return None
-        raise RegistryError(f"cannot read alias {CHAMPION} of {model_name}: {err.message}") from err
 
 
 app = new_app("Evaluate a trained model against the champion and apply the quality gate.")
@@ -190,10 +310,11 @@ def main(
     ] = True,
 ) -> None:
     """Score challenger and champion, decide, write decision, reasons and report_uri."""
-    settings = load_settings(
-        gate={"metric": metric, "min_value": min_value, "max_regression": max_regression}
-    )
-    result, verdict = run(settings, run_id)
+    overrides = {
+        "gate": {"metric": metric, "min_value": min_value, "max_regression": max_regression}
+    }
+    settings = load_settings(**overrides)
+    result, verdict = run(settings, run_id, explicit=explicit_fields(**overrides))
     write_outputs(
         out_dir,
         {

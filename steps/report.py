@@ -8,10 +8,14 @@ from __future__ import annotations
 import base64
 import html
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from steps.estimators import History
+from steps.gate import Shift
 
 PLOTS = ("roc", "precision_recall", "calibration")
 
@@ -30,8 +34,13 @@ def write_report(
     labels: np.ndarray,
     models: list[ScoredModel],
     summary: dict[str, object],
+    shifts: Sequence[Shift] = (),
 ) -> list[Path]:
     """Write ``metrics.json``, one PNG per plot and ``report.html`` into ``directory``.
+
+    Args:
+        shifts: the challenger's training data against the champion's, per feature; plotted
+            (``data_shift.png``) and tabled when given.
 
     Returns:
         The paths written, in that order.
@@ -46,8 +55,10 @@ def write_report(
         encoding="utf-8",
     )
     pngs = [_plot(directory, kind, labels, models) for kind in PLOTS]
+    if shifts:
+        pngs.append(_plot_shifts(directory / "data_shift.png", shifts))
     html_path = directory / "report.html"
-    html_path.write_text(_html(summary, models, pngs), encoding="utf-8")
+    html_path.write_text(_html(summary, models, pngs, shifts), encoding="utf-8")
     return [metrics_path, *pngs, html_path]
 
 
@@ -88,7 +99,75 @@ def _plot(directory: Path, kind: str, labels: np.ndarray, models: list[ScoredMod
     return path
 
 
-def _html(summary: dict[str, object], models: list[ScoredModel], pngs: list[Path]) -> str:
+def plot_validation_curve(history: History, path: Path) -> Path:
+    """Plot the validation loss per boosting round with the round kept; write a PNG to ``path``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(5.5, 4.0), dpi=100)
+    rounds = np.arange(1, len(history.curve) + 1)
+    axes.plot(rounds, history.curve, label=f"validation {history.metric}")
+    axes.axvline(history.best_iteration, color="grey", linestyle="--", linewidth=0.8)
+    axes.set(
+        title=f"Early stopping: {history.best_iteration} of {len(history.curve)} rounds kept",
+        xlabel="boosting round",
+        ylabel=history.metric,
+    )
+    axes.legend(loc="upper right")
+    figure.tight_layout()
+    figure.savefig(path, metadata={"Software": None})
+    plt.close(figure)
+    return path
+
+
+def _plot_shifts(path: Path, shifts: Sequence[Shift]) -> Path:
+    """Bar chart: each feature's shift as a share of its gross threshold (1.0 = gross)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ordered = sorted(shifts, key=lambda s: s.score / s.threshold)[-25:]
+    ratios = [min(s.score / s.threshold, 3.0) for s in ordered]
+    figure, axes = plt.subplots(figsize=(5.5, 1.2 + 0.22 * len(ordered)), dpi=100)
+    colours = ["tab:red" if s.gross else "tab:blue" for s in ordered]
+    axes.barh([s.column for s in ordered], ratios, color=colours)
+    axes.axvline(1.0, color="grey", linestyle="--", linewidth=0.8)
+    axes.set(
+        title="Challenger's training data vs champion's",
+        xlabel="shift / gross threshold (capped at 3)",
+    )
+    figure.tight_layout()
+    figure.savefig(path, metadata={"Software": None})
+    plt.close(figure)
+    return path
+
+
+def _shift_rows(shifts: Sequence[Shift]) -> str:
+    if not shifts:
+        return ""
+    rows = "".join(
+        f"<tr><td>{html.escape(s.column)}</td><td>{html.escape(s.method)}</td>"
+        f"<td>{s.score:.4f}</td><td>{s.threshold:.4f}</td><td>{'GROSS' if s.gross else 'ok'}</td>"
+        "</tr>"
+        for s in sorted(shifts, key=lambda s: -s.score / s.threshold)
+    )
+    return (
+        "<h2>Training data vs the champion's (per feature)</h2>"
+        "<table><tr><th>feature</th><th>method</th><th>score</th><th>gross at</th><th></th></tr>"
+        f"{rows}</table><p>Evidently's full comparison: "
+        '<a href="data_shift.html">data_shift.html</a></p>'
+    )
+
+
+def _html(
+    summary: dict[str, object],
+    models: list[ScoredModel],
+    pngs: list[Path],
+    shifts: Sequence[Shift] = (),
+) -> str:
     names = sorted({name for m in models for name in m.metrics})
     header = "".join(f"<th>{html.escape(m.label)}</th>" for m in models)
     rows = "".join(
@@ -115,6 +194,7 @@ td,th{{border:1px solid #ccc;padding:4px 10px;text-align:right}}img{{margin:8px}
 <h1>Evaluation: {decision}</h1>
 <ul>{reason_items}</ul>
 <table><tr><th>metric</th>{header}</tr>{rows}</table>
+{_shift_rows(shifts)}
 <div>{images}</div>
 </body></html>
 """

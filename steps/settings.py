@@ -19,6 +19,8 @@ from steps.errors import ConfigError
 
 ENV_PREFIX = "LOOPLINE_"
 ModelKind = Literal["xgboost", "sklearn-logreg", "sklearn-hgb"]
+HoldoutMode = Literal["auto", "key", "time"]
+ClassWeight = Literal["none", "balanced"]
 
 
 class _Section(BaseModel):
@@ -33,22 +35,38 @@ class S3Settings(_Section):
 
 
 class DataSettings(_Section):
-    """Where the training data is and which columns matter."""
+    """Where the training data is, which columns matter and which rows are held out."""
 
     uri: str | None = Field(None, description="CSV or Parquet path or s3:// URI; unset: demo data")
     target: str = "churned"
     features: tuple[str, ...] | None = Field(None, description="unset: every non-id column")
     id_columns: tuple[str, ...] = ("customer_id", "event_timestamp")
+    holdout: HoldoutMode = Field(
+        "auto", description="auto: by time when time_column is in the data, else by key"
+    )
+    key_columns: tuple[str, ...] | None = Field(
+        None, description="row key hashed for the split; unset: the id columns present, else all"
+    )
+    time_column: str = Field("event_timestamp", description="out-of-time split: newest rows")
 
 
 class TrainSettings(_Section):
     """The estimator and its hyper-parameters."""
 
     model_kind: ModelKind = "xgboost"
-    test_size: float = Field(0.2, gt=0.0, lt=1.0)
-    n_estimators: int = Field(200, ge=1, le=10_000)
-    max_depth: int = Field(6, ge=1, le=32)
-    learning_rate: float = Field(0.1, gt=0.0, le=1.0)
+    test_size: float = Field(0.2, gt=0.0, lt=1.0, description="share of rows held out")
+    n_estimators: int = Field(1000, ge=1, le=10_000, description="most boosting rounds")
+    max_depth: int = Field(4, ge=1, le=32)
+    learning_rate: float = Field(0.05, gt=0.0, le=1.0)
+    validation_size: float = Field(
+        0.2, gt=0.0, lt=1.0, description="share of the training split for early stopping"
+    )
+    early_stopping_rounds: int = Field(
+        50, ge=0, le=10_000, description="rounds without improvement; 0: no early stopping"
+    )
+    class_weight: ClassWeight = Field(
+        "none", description="balanced: weight positives by negatives/positives"
+    )
     reference_rows: int = Field(5_000, ge=100, description="training rows kept as drift reference")
 
 
@@ -58,6 +76,15 @@ class GateSettings(_Section):
     metric: Literal["roc_auc", "pr_auc"] = "roc_auc"
     min_value: float = Field(0.70, ge=0.0, le=1.0, description="absolute minimum of the metric")
     max_regression: float = Field(0.01, ge=0.0, description="largest drop allowed vs champion")
+    gross_numeric_shift: float = Field(
+        1.0, gt=0.0, description="Wasserstein distance in reference std-devs: a unit change"
+    )
+    gross_categorical_shift: float = Field(
+        0.5, gt=0.0, le=1.0, description="Jensen-Shannon distance: a recoded category column"
+    )
+    block_on_gross_shift: bool = Field(
+        True, description="a gross change of a feature vs the champion's data rejects"
+    )
 
 
 # Evidently's stat tests by the names it registers, per column type it accepts.
@@ -186,7 +213,7 @@ def load_settings(**overrides: Any) -> Settings:
     Raises:
         ConfigError: naming every bad setting, its environment variable and expected form.
     """
-    given = {key: value for key, value in overrides.items() if value is not None}
+    given = {key: value for key, value in _without_empty(overrides).items() if value is not None}
     try:
         base = Settings()
         if not given:
@@ -197,6 +224,43 @@ def load_settings(**overrides: Any) -> Settings:
         raise ConfigError(describe_validation_error(err)) from err
 
 
+def explicit_fields(**overrides: Any) -> frozenset[str]:
+    """Return the dotted names (``train.max_depth``) of the settings given explicitly: by a
+    ``LOOPLINE_*`` environment variable or by a non-empty override (CLI flag).
+
+    Everything else holds a default, which a recipe inherited from the champion may replace.
+
+    Raises:
+        ConfigError: as :func:`load_settings`, when the environment holds a bad value.
+    """
+    try:
+        from_env = Settings()
+    except ValidationError as err:
+        raise ConfigError(describe_validation_error(err)) from err
+    return frozenset(_set_paths(from_env, "")) | frozenset(_given_paths(overrides, ""))
+
+
+def _set_paths(model: BaseModel, prefix: str) -> list[str]:
+    paths = []
+    for name in model.model_fields_set:
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            paths += _set_paths(value, f"{prefix}{name}.")
+        else:
+            paths.append(prefix + name)
+    return paths
+
+
+def _given_paths(overrides: dict[str, Any], prefix: str) -> list[str]:
+    paths = []
+    for name, value in overrides.items():
+        if isinstance(value, dict):
+            paths += _given_paths(value, f"{prefix}{name}.")
+        elif value is not None and value != "":
+            paths.append(prefix + name)
+    return paths
+
+
 def describe_validation_error(err: ValidationError) -> str:
     """Render a pydantic error as one line per setting: name, expected form, value given."""
     lines = ["invalid settings:"]
@@ -204,6 +268,15 @@ def describe_validation_error(err: ValidationError) -> str:
         name = env_name(problem["loc"])
         lines.append(f"  {name}: {problem['msg']} (got {problem.get('input')!r})")
     return "\n".join(lines)
+
+
+def _without_empty(overrides: dict[str, Any]) -> dict[str, Any]:
+    """Drop empty-string overrides at any depth: an empty workflow parameter means "not given"."""
+    return {
+        key: _without_empty(value) if isinstance(value, dict) else value
+        for key, value in overrides.items()
+        if value != ""
+    }
 
 
 def _deep_merge(base: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

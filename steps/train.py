@@ -1,8 +1,14 @@
 """Train step: fit a model on the training split and log everything to MLflow.
 
-Logs params, metrics, the model (pyfunc with signature and input example, native files inside),
-the dataset's content hash and row counts, the git commit, the held-out split (for the evaluate
-step) and a sample of the training data with predictions (the drift reference).
+The recipe (target, features, split, model kind, hyper-parameters, gate policy) is resolved first:
+what is given explicitly, else the champion's, else the defaults (:mod:`steps.recipe`). Rows are
+held out by time or by key, the same rows in every run (:mod:`steps.holdout`); boosted kinds stop
+early on a validation split carved from the training rows.
+
+Logs params, metrics, the validation curve, the model (pyfunc with signature and input example,
+native files inside), ``recipe.json``, the dataset's content hash and row counts, the git commit,
+the held-out rows with their keys and the keys of the training rows (for the evaluate step) and a
+sample of the training data with predictions (the drift reference).
 
 CLI: ``python -m steps.train --data-uri URI --out-dir DIR``; outputs ``run_id``, ``data_hash``,
 ``model_uri``.
@@ -12,8 +18,9 @@ from __future__ import annotations
 
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import numpy as np
 import pandas as pd
@@ -22,16 +29,19 @@ from pydantic import BaseModel
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from serving.features import FeatureSpec
-from steps import estimators, tracking
+from steps import estimators, holdout, recipe, tracking
 from steps.cli_support import console, new_app, reports_errors
 from steps.data import Dataset, load_dataset
 from steps.errors import ConfigError, DataError
 from steps.metrics import classification_metrics
 from steps.outputs import write_outputs, write_result
-from steps.settings import ModelKind, Settings, load_settings
+from steps.report import plot_validation_curve
+from steps.settings import ModelKind, Settings, TrainSettings, explicit_fields, load_settings
 
 MODEL_NAME_IN_RUN = "model"
 HOLDOUT_ARTIFACT = "data/holdout.parquet"
+TRAIN_KEYS_ARTIFACT = "data/train_keys.parquet"
+"""The key of every row the model was trained on (validation rows included)."""
 REFERENCE_ARTIFACT = "reference/reference.parquet"
 PREDICTION_COLUMN = "prediction"
 MODEL_ID_TAG = "loopline.model_id"
@@ -46,29 +56,13 @@ class TrainResult(BaseModel):
     data_hash: str
     model_kind: ModelKind
     rows_train: int
+    rows_validation: int
     rows_holdout: int
+    holdout: str
+    best_iteration: int | None
+    recipe: str
     metrics: dict[str, float]
     seconds: float
-
-
-def split(dataset: Dataset, test_size: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Return a stratified, seeded (train, holdout) split of the dataset's frame.
-
-    Raises:
-        DataError: when a class has too few rows to appear in both splits.
-    """
-    from sklearn.model_selection import train_test_split
-
-    labels = dataset.frame[dataset.target]
-    if labels.value_counts().min() < 2:
-        raise DataError(
-            f"{dataset.source}: each class needs at least 2 rows to split, got "
-            f"{labels.value_counts().to_dict()}"
-        )
-    train, holdout = train_test_split(
-        dataset.frame, test_size=test_size, random_state=seed, stratify=labels
-    )
-    return train.reset_index(drop=True), holdout.reset_index(drop=True)
 
 
 def fit_spec(dataset: Dataset, train: pd.DataFrame) -> FeatureSpec:
@@ -85,100 +79,182 @@ def encode(spec: FeatureSpec, frame: pd.DataFrame) -> np.ndarray:
     return spec.encode({name: frame[name].to_numpy() for name in spec.order})
 
 
-def run(settings: Settings, pipeline_run: str = "") -> TrainResult:
+def carve_validation(
+    train: pd.DataFrame, target: str, params: TrainSettings, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Split the training rows into rows to fit and rows for early stopping (stratified, seeded).
+
+    Returns:
+        ``(fit, validation)``; validation is None when the kind does not boost or early stopping
+        is off.
+
+    Raises:
+        DataError: when a class has too few training rows to appear on both sides.
+    """
+    if params.model_kind == "sklearn-logreg" or not params.early_stopping_rounds:
+        return train, None
+    from sklearn.model_selection import train_test_split
+
+    counts = train[target].value_counts()
+    if counts.min() < 2:
+        raise DataError(
+            f"the training split has {counts.to_dict()} rows per class of {target!r}: too few "
+            "to carve a validation split; use more data or LOOPLINE_TRAIN__EARLY_STOPPING_ROUNDS=0"
+        )
+    fit, validation = train_test_split(
+        train, test_size=params.validation_size, random_state=seed, stratify=train[target]
+    )
+    return fit.reset_index(drop=True), validation.reset_index(drop=True)
+
+
+def run(
+    settings: Settings, pipeline_run: str = "", explicit: frozenset[str] | None = None
+) -> TrainResult:
     """Train on ``settings.data.uri`` and log the run to MLflow.
+
+    Args:
+        settings: the run's settings.
+        pipeline_run: the workflow name, for lineage.
+        explicit: the settings given explicitly (:func:`steps.settings.explicit_fields`); the
+            others are taken from the champion's recipe when there is a champion. None: use
+            ``settings`` exactly as given.
 
     Returns:
         The run id, model URI, data hash, row counts and held-out metrics.
 
     Raises:
-        ConfigError: when no data location is configured.
+        ConfigError: when no data location is configured, or the champion's recipe does not fit.
         DataError: when the data cannot be loaded or split.
         RegistryError: when MLflow cannot be reached.
     """
     if not settings.data.uri:
         raise ConfigError("no training data: set LOOPLINE_DATA__URI or pass --data-uri URI")
     started = time.perf_counter()
+    experiment_id = tracking.connect(settings)
+    champion = recipe.champion_recipe(settings.model_name) if explicit is not None else None
+    given = explicit if explicit is not None else frozenset(recipe.recipe_values(settings))
+    resolved = recipe.resolve(settings, given, champion)
+    settings = resolved.settings
     params = settings.train
+    console.print(resolved.describe())
     with _progress() as progress:
         stage = progress.add_task("load data", total=None)
         dataset = load_dataset(
-            settings.data.uri,
+            settings.data.uri or "",
             target=settings.data.target,
             features=settings.data.features,
             id_columns=settings.data.id_columns,
             s3=settings.s3,
         )
-        train, holdout = split(dataset, params.test_size, settings.seed)
-        spec = fit_spec(dataset, train)
-        progress.update(stage, description=f"loaded {dataset.n_rows:,} rows", total=1, completed=1)
+        split = holdout.split(dataset, settings.data, params.test_size)
+        spec = fit_spec(dataset, split.train)
+        fit_rows, validation_rows = carve_validation(
+            split.train, dataset.target, params, settings.seed
+        )
+        progress.update(
+            stage,
+            description=f"loaded {dataset.n_rows:,} rows; held out {split.how}",
+            total=1,
+            completed=1,
+        )
 
         rounds = params.n_estimators if params.model_kind != "sklearn-logreg" else None
         fit_task = progress.add_task(f"fit {params.model_kind}", total=rounds)
         model = estimators.fit(
             params.model_kind,
-            encode(spec, train),
-            train[dataset.target].to_numpy(),
+            encode(spec, fit_rows),
+            fit_rows[dataset.target].to_numpy(),
             spec,
             params,
             settings.seed,
             on_round=lambda done: progress.update(fit_task, completed=done),
+            validation=(
+                None
+                if validation_rows is None
+                else estimators.Validation(
+                    encode(spec, validation_rows), validation_rows[dataset.target].to_numpy()
+                )
+            ),
         )
-        progress.update(fit_task, total=1, completed=1)
+        stopped = f" (best round {model.history.best_iteration})" if model.history else ""
+        progress.update(
+            fit_task, description=f"fit {params.model_kind}{stopped}", total=1, completed=1
+        )
 
         log_task = progress.add_task("log to MLflow", total=None)
-        holdout_probability = model.positive_probability(encode(spec, holdout))
+        holdout_probability = model.positive_probability(encode(spec, split.holdout))
         metrics = {
             f"holdout_{name}": value
             for name, value in classification_metrics(
-                holdout[dataset.target].to_numpy(), holdout_probability
+                split.holdout[dataset.target].to_numpy(), holdout_probability
             ).items()
         }
-        run_id, model_uri = _log_run(
-            settings, pipeline_run, dataset, train, holdout, spec, model, metrics
+        logged = _Logged(
+            dataset,
+            split,
+            spec,
+            model,
+            metrics,
+            0 if validation_rows is None else len(validation_rows),
         )
+        run_id, model_uri = _log_run(settings, experiment_id, pipeline_run, resolved, logged)
         progress.update(log_task, description=f"logged run {run_id}", total=1, completed=1)
     return TrainResult(
         run_id=run_id,
         model_uri=model_uri,
-        data_uri=settings.data.uri,
+        data_uri=settings.data.uri or "",
         data_hash=dataset.content_hash,
         model_kind=params.model_kind,
-        rows_train=len(train),
-        rows_holdout=len(holdout),
+        rows_train=len(split.train),
+        rows_validation=logged.rows_validation,
+        rows_holdout=len(split.holdout),
+        holdout=split.how,
+        best_iteration=model.history.best_iteration if model.history else None,
+        recipe=resolved.source,
         metrics=metrics,
         seconds=round(time.perf_counter() - started, 3),
     )
 
 
+@dataclass(frozen=True)
+class _Logged:
+    """Everything a training run logs besides the settings."""
+
+    dataset: Dataset
+    split: holdout.Split
+    spec: FeatureSpec
+    model: estimators.FittedModel
+    metrics: dict[str, float]
+    rows_validation: int
+
+
 def _log_run(
     settings: Settings,
+    experiment_id: str,
     pipeline_run: str,
-    dataset: Dataset,
-    train: pd.DataFrame,
-    holdout: pd.DataFrame,
-    spec: FeatureSpec,
-    model: estimators.FittedModel,
-    metrics: dict[str, float],
+    resolved: recipe.ResolvedRecipe,
+    logged: _Logged,
 ) -> tuple[str, str]:
     import mlflow
     from mlflow.models import infer_signature
 
     from steps.pyfunc import NATIVE_ARTIFACT, LooplineModel
 
-    experiment_id = tracking.connect(settings)
     commit = tracking.git_commit(settings)
+    dataset, split, spec, model = logged.dataset, logged.split, logged.spec, logged.model
     features = list(spec.order)
-    reference = train.sample(
-        n=min(settings.train.reference_rows, len(train)), random_state=settings.seed
+    reference = split.train.sample(
+        n=min(settings.train.reference_rows, len(split.train)), random_state=settings.seed
     ).reset_index(drop=True)
     reference[PREDICTION_COLUMN] = model.positive_probability(encode(spec, reference))
     # Numeric features are doubles in the signature: integers cannot carry missing values.
-    example = holdout[features].head(5).astype({name: "float64" for name in spec.numeric})
+    example = split.holdout[features].head(5).astype({name: "float64" for name in spec.numeric})
     tags = {
         "loopline.data_hash": dataset.content_hash,
         "loopline.git_commit": commit,
         "loopline.pipeline_run": pipeline_run,
+        "loopline.recipe.source": resolved.source,
+        "loopline.holdout": split.how,
         "mlflow.source.git.commit": commit,
     }
     with (
@@ -195,23 +271,33 @@ def _log_run(
                 "data_hash": dataset.content_hash,
                 "target": dataset.target,
                 "features": ",".join(features),
+                "holdout": split.how,
                 "rows_total": dataset.n_rows,
-                "rows_train": len(train),
-                "rows_holdout": len(holdout),
+                "rows_train": len(split.train),
+                "rows_validation": logged.rows_validation,
+                "rows_holdout": len(split.holdout),
                 "rows_dropped_missing_target": dataset.dropped_missing_target,
                 "positive_share": round(dataset.class_balance, 6),
             }
         )
-        mlflow.log_metrics(metrics)
+        mlflow.log_metrics(logged.metrics)
+        _log_history(model.history, Path(scratch))
         native = Path(scratch) / NATIVE_ARTIFACT
         native.mkdir()
         spec.save(native)
         model.save(native)
-        for frame, artifact in ((holdout, HOLDOUT_ARTIFACT), (reference, REFERENCE_ARTIFACT)):
+        held = split.holdout.assign(**{holdout.ROW_KEY_COLUMN: split.holdout_keys})
+        trained = pd.DataFrame({holdout.ROW_KEY_COLUMN: split.train_keys})
+        for frame, artifact in (
+            (held, HOLDOUT_ARTIFACT),
+            (trained, TRAIN_KEYS_ARTIFACT),
+            (reference, REFERENCE_ARTIFACT),
+        ):
             local = Path(scratch) / Path(artifact).name
             frame.to_parquet(local, index=False)
             mlflow.log_artifact(str(local), artifact_path=str(Path(artifact).parent))
-        logged = mlflow.pyfunc.log_model(
+        mlflow.log_dict(resolved.document(), recipe.RECIPE_ARTIFACT)
+        logged_model = mlflow.pyfunc.log_model(
             name=MODEL_NAME_IN_RUN,
             python_model=LooplineModel(),
             artifacts={NATIVE_ARTIFACT: str(native)},
@@ -219,8 +305,33 @@ def _log_run(
             input_example=example,
             pip_requirements=_requirements(model.kind),
         )
-        mlflow.set_tag(MODEL_ID_TAG, logged.model_id)
-        return active.info.run_id, str(logged.model_uri)
+        mlflow.set_tag(MODEL_ID_TAG, logged_model.model_id)
+        return active.info.run_id, str(logged_model.model_uri)
+
+
+def _log_history(history: estimators.History | None, scratch: Path) -> None:
+    """Log the validation curve (metric per round, PNG) and the best round kept."""
+    import mlflow
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    if history is None:
+        return
+    mlflow.log_metric("best_iteration", history.best_iteration)
+    mlflow.log_metric("stopped_early", float(history.stopped_early))
+    timestamp = int(time.time() * 1000)
+    run = mlflow.active_run()
+    assert run is not None  # called inside the training run
+    MlflowClient().log_batch(
+        run.info.run_id,
+        metrics=[
+            Metric(f"validation_{history.metric}", value, timestamp, step)
+            for step, value in enumerate(history.curve, start=1)
+        ],
+    )
+    png = scratch / "validation_curve.png"
+    plot_validation_curve(history, png)
+    mlflow.log_artifact(str(png), artifact_path="training")
 
 
 def _requirements(kind: ModelKind) -> list[str]:
@@ -250,28 +361,41 @@ app = new_app("Train a model and log it to MLflow.")
 def main(
     out_dir: Annotated[Path, typer.Option(help="directory for output parameter files")],
     data_uri: Annotated[str | None, typer.Option(help="CSV/Parquet path or s3:// URI")] = None,
-    target: Annotated[str | None, typer.Option(help="label column")] = None,
+    target: Annotated[str | None, typer.Option(help="label column; empty: the recipe's")] = None,
     model_kind: Annotated[
-        str | None, typer.Option(help="xgboost|sklearn-logreg|sklearn-hgb")
+        str | None, typer.Option(help="xgboost|sklearn-logreg|sklearn-hgb; empty: the recipe's")
+    ] = None,
+    min_value: Annotated[
+        str | None, typer.Option(help="gate: absolute minimum; empty: the recipe's")
+    ] = None,
+    max_regression: Annotated[
+        str | None, typer.Option(help="gate: allowed drop vs champion; empty: the recipe's")
     ] = None,
     seed: Annotated[int | None, typer.Option(help="random seed")] = None,
     pipeline_run: Annotated[str, typer.Option(help="workflow name, for lineage")] = "",
 ) -> None:
-    """Train on the data and write run_id, data_hash and model_uri to OUT_DIR."""
-    settings = load_settings(
-        data={"uri": data_uri, "target": target},
-        train={"model_kind": model_kind},
-        seed=seed,
-    )
-    result = run(settings, pipeline_run)
+    """Train on the data and write run_id, data_hash and model_uri to OUT_DIR.
+
+    Recipe fields not given here or by a LOOPLINE_* variable come from the champion's recipe.
+    """
+    overrides: dict[str, Any] = {
+        "data": {"uri": data_uri, "target": target},
+        "train": {"model_kind": model_kind},
+        "gate": {"min_value": min_value, "max_regression": max_regression},
+        "seed": seed,
+    }
+    settings = load_settings(**overrides)
+    result = run(settings, pipeline_run, explicit=explicit_fields(**overrides))
     write_outputs(
         out_dir,
         {"run_id": result.run_id, "data_hash": result.data_hash, "model_uri": result.model_uri},
     )
     write_result(out_dir, result)
+    stopped = f", best round {result.best_iteration}" if result.best_iteration else ""
     console.print(
-        f"trained {result.model_kind} on {result.rows_train:,} rows in {result.seconds:.1f}s: "
-        f"run {result.run_id}, holdout ROC AUC {result.metrics['holdout_roc_auc']:.4f}"
+        f"trained {result.model_kind} on {result.rows_train:,} rows in {result.seconds:.1f}s"
+        f"{stopped}: run {result.run_id}, holdout ROC AUC "
+        f"{result.metrics['holdout_roc_auc']:.4f} ({result.holdout}; {result.recipe})"
     )
 
 

@@ -1,6 +1,10 @@
 """Drift monitoring end to end on one machine: the champion served by ``bentoml serve`` logs
 real traffic, and the rendered ``drift-monitor`` CronWorkflow, run by the local runner, triggers
-a ``retrain`` that completes when the traffic drifted, and does nothing when it did not."""
+a ``retrain`` that completes when the traffic drifted, and does nothing when it did not.
+
+The champion is trained on a table whose label column is ``default`` (not the settings' default
+``churned``), with its own hyper-parameters: the triggered retrain, which passes no recipe
+parameter, must train the champion's recipe."""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from steps import build, evaluate, register, tracking, train
+from steps import build, evaluate, recipe, register, tracking, train
 from steps.data import churn_frame
 from steps.localrun.executor import RunOptions, run_workflow
 from steps.localrun.record import RunRecord, read_record
@@ -36,17 +40,28 @@ class Champion:
     model_dir: Path
 
 
+LABEL = "default"
+
+
 @pytest.fixture(scope="module")
 def champion(tmp_path_factory: pytest.TempPathFactory, churn_parquet: Path) -> Iterator[Champion]:
-    state = tmp_path_factory.mktemp("drift-e2e") / "state"
-    settings = small_settings(state, churn_parquet)
+    import pandas as pd
+
+    root = tmp_path_factory.mktemp("drift-e2e")
+    state = root / "state"
+    data = root / "credit.parquet"
+    pd.read_parquet(churn_parquet).rename(columns={"churned": LABEL}).to_parquet(data)
+    settings = small_settings(state, data, n_estimators=30, max_depth=3)
+    settings = settings.model_copy(
+        update={"data": settings.data.model_copy(update={"target": LABEL})}
+    )
     run_id = train.run(settings, pipeline_run="seed-champion").run_id
     evaluate.run(settings, run_id)
     register.run(settings, run_id)
     tracking.connect(settings)
     version = build.resolve_version(settings, None, "champion")
     model_dir = build.materialize(settings, version, "champion", state.parent / "model")
-    yield Champion(state=state, data=churn_parquet, model_dir=model_dir)
+    yield Champion(state=state, data=data, model_dir=model_dir)
 
 
 def _send_traffic(champion: Champion, log_dir: Path, scenario: str, tmp_path: Path) -> None:
@@ -64,7 +79,7 @@ def _send_traffic(champion: Champion, log_dir: Path, scenario: str, tmp_path: Pa
     frame = churn_frame(
         TRAFFIC_ROWS, seed=2024, scenario=scenario, shift_sigma=1.5, shift_features=SHIFTED
     )
-    features = frame.drop(columns=["customer_id", "event_timestamp", "churned"])
+    features = frame.drop(columns=["customer_id", "event_timestamp", "churned"])  # as served
     rows = [
         {k: (None if v != v else v) for k, v in row.items()}  # NaN -> missing
         for row in features.to_dict(orient="records")
@@ -79,9 +94,6 @@ def _monitor(champion: Champion, log_dir: Path, monkeypatch: pytest.MonkeyPatch)
     from steps.settings import Settings
 
     monkeypatch.setenv("LOOPLINE_DRIFT__LOG_URI", str(log_dir))
-    # The champion's own hyper-parameters: the retrained challenger passes the gate.
-    monkeypatch.setenv("LOOPLINE_TRAIN__N_ESTIMATORS", "40")
-    monkeypatch.setenv("LOOPLINE_TRAIN__MAX_DEPTH", "4")
     return run_workflow(
         ARGO / "drift-monitor.yaml",
         {"since": "all", "min-rows": "500", "data-uri": str(champion.data)},
@@ -93,6 +105,9 @@ def _monitor(champion: Champion, log_dir: Path, monkeypatch: pytest.MonkeyPatch)
 def test_drifted_traffic_triggers_a_retrain_that_completes(
     champion: Champion, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import json
+
+    import mlflow
     from mlflow.tracking import MlflowClient
 
     log_dir = tmp_path / "inference-log"
@@ -114,6 +129,20 @@ def test_drifted_traffic_triggers_a_retrain_that_completes(
     tracking.connect(settings)
     versions = MlflowClient().search_model_versions("name='churn'")
     assert {v.tags.get("pipeline_run") for v in versions} >= {retrain.name}
+    # The child passed no recipe parameter: it trained the champion's recipe, and says so.
+    child_run = MlflowClient().get_run(retrain.node("train").outputs.parameters["run_id"])
+    assert child_run.data.params["target"] == LABEL
+    assert (child_run.data.params["n_estimators"], child_run.data.params["max_depth"]) == (
+        "30",
+        "3",
+    )
+    assert child_run.data.tags["loopline.recipe.source"].startswith("champion churn v1 (run ")
+    logged = json.loads(
+        mlflow.artifacts.load_text(f"runs:/{child_run.info.run_id}/{recipe.RECIPE_ARTIFACT}")
+    )
+    assert logged["origins"]["data.target"] == "champion"
+    assert logged["origins"]["train.max_depth"] == "champion"
+    assert logged["values"]["data.target"] == LABEL
 
 
 def test_undrifted_traffic_triggers_nothing(

@@ -27,15 +27,19 @@ GATE = "{{tasks.evaluate.outputs.parameters.decision}} == promote"
 # The step CLI contract: flags taking a value, value-less switches, output parameters.
 STEP_CONTRACT: dict[str, tuple[list[str], list[str], set[str]]] = {
     "train": (
-        ["--data-uri", "--target", "--model-kind", "--seed", "--pipeline-run"],
+        [
+            "--data-uri",
+            "--target",
+            "--model-kind",
+            "--min-value",
+            "--max-regression",
+            "--seed",
+            "--pipeline-run",
+        ],
         [],
         {"run_id", "data_hash", "model_uri"},
     ),
-    "evaluate": (
-        ["--run-id", "--min-value", "--max-regression"],
-        ["--no-fail-on-reject"],
-        {"decision", "reasons", "report_uri"},
-    ),
+    "evaluate": (["--run-id"], ["--no-fail-on-reject"], {"decision", "reasons", "report_uri"}),
     "register": (["--run-id", "--pipeline-run"], [], {"model_version", "champion_set"}),
     "build": (["--model-version", "--platform"], [], {"bento_tag", "archive_uri"}),
     "containerize": (
@@ -209,7 +213,7 @@ def test_workflow_parameters_have_defaults_for_what_a_run_varies(
     assert parameters["reason"]["value"] == "manual"
     assert parameters["reason"]["enum"] == ["manual", "schedule", "drift"]
     assert parameters["drift-report-uri"]["value"] == ""
-    assert parameters["model-kind"]["enum"] == list(get_args(ModelKind))
+    assert parameters["model-kind"]["enum"] == ["", *get_args(ModelKind)]  # "": the champion's
     assert parameters["platforms"]["value"] == "linux/arm64"
     assert parameters["image"]["value"] == "ghcr.io/loopline/pipeline:0.1.0"
     assert all(isinstance(p["value"], str) for p in parameters.values())
@@ -350,3 +354,28 @@ def test_build_dag_rejects_a_stage_listed_twice() -> None:
 
     with pytest.raises(ValueError, match="stage 'train' is listed twice"):
         build_dag([train, train])
+
+
+def test_the_local_runner_does_not_retry_the_rendered_train_step_on_bad_input(
+    loopline_env: Path, tmp_path: Path
+) -> None:
+    from steps.localrun.executor import RunOptions, run_workflow
+    from steps.localrun.pods import NOT_RETRIED
+    from steps.settings import Settings
+
+    missing = tmp_path / "missing.parquet"
+    record = run_workflow(
+        REPO / "argo" / "retrain.yaml",
+        {"data-uri": str(missing)},
+        settings=Settings(),
+        options=RunOptions(backoff_scale=0.0),
+    )
+
+    train = record.node("train")
+    retry = _templates(_document("retrain.yaml")["spec"])["train"]["retryStrategy"]
+    assert int(retry["limit"]) >= 1  # retries are allowed: the expression refused them
+    assert (train.phase, train.exit_code, train.attempts) == ("Failed", 2, 1)
+    assert train.message == f"exit code 2; {NOT_RETRIED}"
+    assert "--- retry" not in Path(train.log or "").read_text()
+    assert f"data file {missing} does not exist" in Path(train.log or "").read_text()
+    assert record.node("evaluate").phase == "Omitted"

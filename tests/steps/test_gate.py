@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from steps.gate import decide
+from steps.gate import Overlap, Shift, decide
 from steps.settings import GateSettings
 
 POLICY = GateSettings(metric="roc_auc", min_value=0.70, max_regression=0.01)
@@ -73,3 +73,53 @@ def test_missing_metric_raises_key_error() -> None:
 def test_equal_metrics_read_as_no_change() -> None:
     verdict = decide({"roc_auc": 0.8}, {"roc_auc": 0.8}, POLICY)
     assert "no change" in verdict.reasons[1]
+
+
+def test_a_champion_that_saw_held_out_rows_makes_the_comparison_refused() -> None:
+    overlaps = [
+        Overlap(label="challenger", seen_rows=0, holdout_rows=800),
+        Overlap(label="champion v2", seen_rows=120, holdout_rows=800),
+    ]
+    verdict = decide({"roc_auc": 0.95}, {"roc_auc": 0.80}, POLICY, "champion v2", overlaps)
+    assert verdict.decision == "reject"
+    assert verdict.comparable is False
+    assert verdict.passed_relative is None  # no comparison was made
+    assert any(
+        "champion v2 trained on 120 of the 800" in r and "refused" in r for r in verdict.reasons
+    )
+    assert any("challenger trained on 0 of the 800" in r for r in verdict.reasons)
+
+
+def test_unknown_overlap_is_reported_but_does_not_refuse() -> None:
+    overlaps = [Overlap(label="champion v1", seen_rows=None, holdout_rows=50)]
+    verdict = decide({"roc_auc": 0.81}, {"roc_auc": 0.80}, POLICY, "champion v1", overlaps)
+    assert verdict.promote and verdict.comparable
+    assert any("overlap with the 50 held-out rows is unknown" in r for r in verdict.reasons)
+
+
+def _shift(column: str, score: float, gross: bool) -> Shift:
+    return Shift(column=column, method="wasserstein", score=score, threshold=1.0, gross=gross)
+
+
+def test_a_gross_shift_rejects_when_the_policy_blocks() -> None:
+    shifts = [_shift("balance", 1.7, True), _shift("income", 0.05, False)]
+    verdict = decide({"roc_auc": 0.95}, {"roc_auc": 0.5}, POLICY, "champion v1", shifts=shifts)
+    assert verdict.decision == "reject"
+    assert verdict.gross_shift == ("balance",)
+    assert any("balance (wasserstein 1.7 >= 1)" in r and "rejected" in r for r in verdict.reasons)
+    assert not any("income" in r for r in verdict.reasons)
+
+
+def test_a_gross_shift_is_reported_not_blocking_when_the_policy_allows() -> None:
+    lenient = POLICY.model_copy(update={"block_on_gross_shift": False})
+    verdict = decide(
+        {"roc_auc": 0.95}, {"roc_auc": 0.5}, lenient, shifts=[_shift("balance", 1.7, True)]
+    )
+    assert verdict.promote
+    assert any("not blocking" in r for r in verdict.reasons)
+
+
+def test_small_shifts_pass_with_a_reason() -> None:
+    verdict = decide({"roc_auc": 0.8}, {"roc_auc": 0.8}, POLICY, shifts=[_shift("x", 0.2, False)])
+    assert verdict.promote
+    assert verdict.reasons[-1] == "no feature changed grossly against champion's training data"

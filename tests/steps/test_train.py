@@ -8,34 +8,36 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from steps import train
+from steps import holdout, train
 from steps.data import load_dataset
 from steps.errors import ConfigError
+from steps.settings import DataSettings, TrainSettings
 from tests.fixtures.training import TrainedRun, small_settings
-
-
-def test_split_is_stratified_seeded_and_disjoint(churn_parquet: Path) -> None:
-    dataset = load_dataset(str(churn_parquet), target="churned")
-    first_train, first_holdout = train.split(dataset, 0.25, seed=3)
-    again_train, _ = train.split(dataset, 0.25, seed=3)
-    other_train, _ = train.split(dataset, 0.25, seed=4)
-    assert len(first_holdout) == pytest.approx(0.25 * dataset.n_rows, abs=1)
-    assert first_train.equals(again_train)
-    assert not first_train.equals(other_train)
-    share = dataset.frame["churned"].mean()
-    assert first_holdout["churned"].mean() == pytest.approx(share, abs=0.01)
 
 
 def test_feature_spec_is_fitted_on_the_training_split_only(churn_parquet: Path) -> None:
     dataset = load_dataset(str(churn_parquet), target="churned")
-    train_part, holdout = train.split(dataset, 0.25, seed=3)
+    chosen = holdout.split(dataset, DataSettings(), 0.25)
     column = dataset.categorical[0]
-    holdout = holdout.copy()
-    holdout.loc[0, column] = "never-seen-in-training"
-    spec = train.fit_spec(dataset, train_part)
+    held = chosen.holdout.copy()
+    held.loc[0, column] = "never-seen-in-training"
+    spec = train.fit_spec(dataset, chosen.train)
     assert "never-seen-in-training" not in spec.categorical[column]
-    encoded = train.encode(spec, holdout)
+    encoded = train.encode(spec, held)
     assert np.isnan(encoded[0, spec.order.index(column)])
+
+
+def test_validation_rows_come_from_the_training_split_stratified(churn_parquet: Path) -> None:
+    dataset = load_dataset(str(churn_parquet), target="churned")
+    chosen = holdout.split(dataset, DataSettings(), 0.2)
+    params = TrainSettings(validation_size=0.25)
+    fit, validation = train.carve_validation(chosen.train, "churned", params, seed=3)
+    assert validation is not None
+    assert len(fit) + len(validation) == len(chosen.train)
+    assert len(validation) == pytest.approx(0.25 * len(chosen.train), abs=1)
+    assert validation["churned"].mean() == pytest.approx(chosen.train["churned"].mean(), abs=0.01)
+    logistic = params.model_copy(update={"model_kind": "sklearn-logreg"})
+    assert train.carve_validation(chosen.train, "churned", logistic, seed=3)[1] is None
 
 
 def test_run_without_data_uri_names_the_setting(tmp_path: Path) -> None:
@@ -63,7 +65,12 @@ def test_run_logs_params_metrics_model_and_lineage(trained_run: TrainedRun) -> N
     assert tags["loopline.git_commit"]
     assert 0.6 < metrics["holdout_roc_auc"] <= 1.0
     artifacts = {a.path for a in MlflowClient().list_artifacts(trained_run.run_id)}
-    assert {"data", "reference"} <= artifacts
+    assert {"data", "reference", "training", "recipe.json"} <= artifacts
+    assert 1 <= metrics["best_iteration"] <= trained_run.settings.train.n_estimators
+    curve = MlflowClient().get_metric_history(trained_run.run_id, "validation_logloss")
+    assert len(curve) >= metrics["best_iteration"]
+    assert int(params["rows_validation"]) > 0
+    assert params["holdout"] == "newest 20% by event_timestamp"
     reference = pd.read_parquet(
         mlflow.artifacts.download_artifacts(
             run_id=trained_run.run_id, artifact_path=train.REFERENCE_ARTIFACT
