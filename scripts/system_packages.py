@@ -8,6 +8,10 @@ When every tool is on PATH it does nothing. Otherwise, as root, it runs
 prints one line naming that command and exits 1. Tests that need a tool fail with the same line
 (``tests.fixtures.common.require_tool``).
 
+It also makes sure the name ``localhost`` resolves: ``bentoml serve`` binds its internal ports
+on ``localhost``, and a minimal root filesystem (a container image, a debootstrap root) may have
+no ``/etc/hosts``. As root it adds the two standard loopback lines; otherwise it says so.
+
 Standard library only: it runs with the machine's ``python3``, before the virtualenv exists.
 """
 
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -28,6 +33,8 @@ SYSTEM_TOOLS: dict[str, str] = {
 """Every program outside the virtualenv that a command or test runs. Add new ones here."""
 
 APT_GET = "apt-get"
+HOSTS_FILE = "/etc/hosts"
+LOOPBACK_LINES = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 
 
 class UnknownToolError(LookupError):
@@ -147,6 +154,35 @@ def ensure(
     return 0
 
 
+def localhost_resolves() -> bool:
+    """True when ``localhost`` resolves to an address (what BentoML binds its ports on)."""
+    try:
+        return bool(socket.getaddrinfo("localhost", None))
+    except OSError:
+        return False
+
+
+def ensure_localhost(*, resolves: Callable[[], bool], is_root: bool, hosts: str) -> int:
+    """Make ``localhost`` resolve: add the loopback lines to ``hosts`` when root, else say how.
+
+    Returns:
+        0 when it resolves (now), 1 otherwise.
+    """
+    if resolves():
+        return 0
+    if not is_root:
+        print(
+            f"localhost does not resolve (bentoml serve binds on it): as root, add "
+            f"'127.0.0.1 localhost' to {hosts}",
+            file=sys.stderr,
+        )
+        return 1
+    with open(hosts, "a", encoding="utf-8") as handle:  # noqa: PTH123 - a plain system file
+        handle.write(LOOPBACK_LINES)
+    print(f"system_packages: added the loopback lines for localhost to {hosts}", file=sys.stderr)
+    return 0 if resolves() else 1
+
+
 def _run_apt(argv: Sequence[str]) -> int:
     environment = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     return subprocess.run(list(argv), env=environment, check=False).returncode
@@ -166,11 +202,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "tools", nargs="*", help=f"tools to check (default: all of {', '.join(SYSTEM_TOOLS)})"
     )
     options = parser.parse_args(argv)
+    is_root = os.geteuid() == 0
+    if ensure_localhost(resolves=localhost_resolves, is_root=is_root, hosts=HOSTS_FILE):
+        return 1
     try:
         return ensure(
             options.tools or list(SYSTEM_TOOLS),
             on_path=lambda tool: shutil.which(tool) is not None,
-            is_root=os.geteuid() == 0,
+            is_root=is_root,
             run=_run_apt,
         )
     except UnknownToolError as err:

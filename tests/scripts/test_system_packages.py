@@ -7,6 +7,7 @@ arguments, and these tests pass recording stand-ins.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
@@ -168,3 +169,32 @@ def test_cli_exits_2_for_an_unknown_tool(capsys: pytest.CaptureFixture[str]):
 
     assert code == 2
     assert "'nginx' is not in SYSTEM_TOOLS" in capsys.readouterr().err
+
+
+def test_localhost_that_resolves_needs_nothing(tmp_path: Path) -> None:
+    hosts = tmp_path / "hosts"
+    assert (
+        system_packages.ensure_localhost(resolves=lambda: True, is_root=True, hosts=str(hosts)) == 0
+    )
+    assert not hosts.exists()
+
+
+def test_root_adds_the_loopback_lines_when_localhost_does_not_resolve(tmp_path: Path) -> None:
+    hosts = tmp_path / "hosts"
+    hosts.write_text("10.0.0.5\tbuilder\n")
+    answers = iter([False, True])
+    code = system_packages.ensure_localhost(
+        resolves=lambda: next(answers), is_root=True, hosts=str(hosts)
+    )
+    assert code == 0
+    assert hosts.read_text() == "10.0.0.5\tbuilder\n" + system_packages.LOOPBACK_LINES
+
+
+def test_a_user_is_told_how_to_make_localhost_resolve(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    hosts = tmp_path / "hosts"
+    code = system_packages.ensure_localhost(resolves=lambda: False, is_root=False, hosts=str(hosts))
+    assert code == 1
+    assert not hosts.exists()
+    assert "add '127.0.0.1 localhost' to" in capsys.readouterr().err
