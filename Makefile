@@ -42,10 +42,11 @@ test: system-packages $(VENV_STAMP) ## Run the whole test suite (unit and integr
 test-unit: system-packages $(VENV_STAMP) ## Run the fast tests only (no services started)
 	$(RUN) pytest -m "not integration" $(PYTEST_ARGS)
 
-check: $(VENV_STAMP) ## Lint, format check and type check
+check: $(VENV_STAMP) ## Lint, format check, type check and the import contract
 	$(RUN) ruff check .
 	$(RUN) ruff format --check .
 	$(RUN) mypy pipelines steps serving scripts tests
+	$(RUN) lint-imports
 
 fmt: $(VENV_STAMP) ## Apply ruff's fixes and formatting
 	$(RUN) ruff check --fix .
@@ -55,10 +56,10 @@ mlflow-ui: $(VENV_STAMP) ## Open the MLflow UI on the local store (http://127.0.
 	$(RUN) mlflow ui --backend-store-uri sqlite:///$(abspath $(or $(LOOPLINE_STATE_DIR),.loopline))/mlflow.db \
 		--host 127.0.0.1 --port 5000
 
-serve: $(VENV_STAMP) ## Serve the champion on 127.0.0.1:$(SERVE_PORT) (or MODEL_DIR=dir / MODEL_TAG=tag)
+serve: system-packages $(VENV_STAMP) ## Serve the champion on 127.0.0.1:$(SERVE_PORT) (or MODEL_DIR=dir / MODEL_TAG=tag)
 	$(RUN) python -m scripts.serve --port $(SERVE_PORT) $(if $(MODEL_DIR),--model-dir $(MODEL_DIR)) $(if $(MODEL_TAG),--model-tag $(MODEL_TAG)) $(if $(WORKERS),--workers $(WORKERS))
 
-loadtest: $(VENV_STAMP) ## Locust, headless, against the locally served champion (USERS=32 DURATION=30)
+loadtest: system-packages $(VENV_STAMP) ## Locust, headless, against the locally served champion (USERS=32 DURATION=30)
 	$(RUN) python -m scripts.loadtest --users $(or $(USERS),32) --duration-s $(or $(DURATION),30)
 
 render: $(VENV_STAMP) ## Render argo/*.yaml from the Hera definitions in pipelines/

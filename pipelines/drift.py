@@ -20,7 +20,7 @@ from hera.workflows.models import PodGC, TTLStrategy, ValueFrom
 
 from pipelines.retrain import DEFAULT_DATA_URI
 from pipelines.templates import PodProfile, step_template, task_output
-from steps.settings import DriftSettings
+from steps.core.settings import DriftSettings
 
 MONITOR_NAME = "drift-monitor"
 SCHEDULES = ("17 * * * *",)
@@ -95,7 +95,6 @@ def drift_monitor() -> CronWorkflow:
     check = step_template(
         "drift",
         flags=("since", "min-rows", "drift-share", "run-name"),
-        outputs=("drifted", "reason", "report_uri"),
         profile=PodProfile("1", "1Gi", "2", "2Gi", deadline_s=1800),
         retry_limit=2,
     )

@@ -37,7 +37,7 @@ from pipelines.templates import (
     task_output,
     workflow_parameter,
 )
-from steps.settings import DataSettings, GateSettings, ModelKind, Settings, TrainSettings
+from steps.core.settings import DataSettings, GateSettings, ModelKind, Settings, TrainSettings
 
 TEMPLATE_NAME = "retrain"
 SCHEDULE_NAME = "retrain-schedule"
@@ -85,7 +85,7 @@ def run_parameters() -> list[Parameter]:
     """Return the workflow parameters of the retrain pipeline, defaults taken from the settings.
 
     The recipe parameters (target, model kind, gate) default to empty: the run then trains the
-    current champion's recipe (:mod:`steps.recipe`), or the defaults in code when there is no
+    current champion's recipe (:mod:`steps.ml.recipe`), or the defaults in code when there is no
     champion yet. A value given with ``-p`` (or by the drift monitor) overrides that field only.
 
     Returns:
@@ -140,7 +140,6 @@ def _model_stages() -> list[Stage]:
             "seed",
             "pipeline-run",
         ),
-        outputs=("run_id", "data_hash", "model_uri"),
         profile=PodProfile("1", "2Gi", "2", "4Gi", deadline_s=3600),
         retry_limit=2,
     )
@@ -148,7 +147,6 @@ def _model_stages() -> list[Stage]:
         "evaluate",
         flags=("run-id",),
         switches=("--no-fail-on-reject",),
-        outputs=("decision", "reasons", "report_uri"),
         archive_out_dir_as="evaluation",
         profile=PodProfile("500m", "1Gi", "1", "2Gi", deadline_s=1200),
         retry_limit=3,
@@ -156,7 +154,6 @@ def _model_stages() -> list[Stage]:
     register = step_template(
         "register",
         flags=("run-id", "pipeline-run"),
-        outputs=("model_version", "champion_set"),
         profile=PodProfile("100m", "256Mi", "500m", "512Mi", deadline_s=600),
         retry_limit=3,
     )
@@ -191,7 +188,6 @@ def _packaging_stages() -> list[Stage]:
     build = step_template(
         "build",
         flags=("model-version", "platform"),
-        outputs=("bento_tag", "archive_uri"),
         archive_out_dir_as="bento",
         profile=PodProfile("500m", "1Gi", "1", "3Gi", deadline_s=1800),
         retry_limit=2,
@@ -203,7 +199,6 @@ def _packaging_stages() -> list[Stage]:
         "containerize",
         flags=("archive-uri", "platforms", "registry"),
         switches=("--builder", "buildkit", "--skip-if-no-builder"),
-        outputs=("image_ref", "image_built"),
         profile=PodProfile("1", "2Gi", "2", "4Gi", deadline_s=3600),
         retry_limit=2,
         image=workflow_parameter("builder-image"),

@@ -34,7 +34,8 @@ from hera.workflows.models import (
     ValueFrom,
 )
 
-from steps.errors import NOT_RETRIED_EXIT_CODES
+from steps.core.errors import NOT_RETRIED_EXIT_CODES
+from steps.core.names import STEP_OUTPUTS
 
 OUT_DIR = "/tmp/outputs"
 """Where every step writes its output parameter files (``--out-dir``)."""
@@ -98,7 +99,7 @@ def service_retry(limit: int, attempt_deadline_s: int) -> RetryStrategy:
     """Return the retry strategy of a step that talks to MLflow, S3 or a registry.
 
     A step that exits 2 (bad input) or 3 (a gate's no) fails at once: retrying cannot change
-    the outcome (:mod:`steps.errors`). Anything else (exit 1: a service failed; a failed or
+    the outcome (:mod:`steps.core.errors`). Anything else (exit 1: a service failed; a failed or
     errored pod with no exit code) is retried with exponential backoff from 30 s (30 s, 60 s,
     120 s, ...). Argo retries only when both the ``retryPolicy`` and the ``expression`` allow it
     (docs/retries.md); ``Always`` is written out, so the expression alone decides on every Argo
@@ -173,7 +174,6 @@ def step_template(
     step: str,
     *,
     flags: Sequence[str],
-    outputs: Sequence[str],
     profile: PodProfile,
     switches: Sequence[str] = (),
     archive_out_dir_as: str | None = None,
@@ -189,7 +189,6 @@ def step_template(
         step: the step module under ``steps/``; also the template's name.
         flags: the CLI flags taking a value (``"run-id"`` for ``--run-id``); each becomes an
             input parameter of the same name, passed as ``--flag {{inputs.parameters.flag}}``.
-        outputs: output parameter names, read from ``/tmp/outputs/<name>``.
         profile: requests, limits and the template's active deadline.
         switches: value-less flags appended verbatim (``"--no-fail-on-reject"``).
         archive_out_dir_as: when set, the whole out dir is also saved as a key-only S3 artifact
@@ -200,6 +199,9 @@ def step_template(
         security_context: defaults to :func:`restricted_security_context`.
         node_selector: e.g. ``{"kubernetes.io/arch": "arm64"}`` to pin a native builder.
 
+    Its output parameters are the step's outputs in :data:`steps.core.names.STEP_OUTPUTS`, read
+    from ``/tmp/outputs/<name>``.
+
     Returns:
         A Hera ``Container`` ready to be listed in a workflow's templates.
     """
@@ -208,7 +210,8 @@ def step_template(
         args += [f"--{flag}", f"{{{{inputs.parameters.{flag}}}}}"]
     args += [*switches, "--out-dir", OUT_DIR]
     output_specs: list[Parameter | S3Artifact] = [
-        Parameter(name=name, value_from=ValueFrom(path=output_path(name))) for name in outputs
+        Parameter(name=name, value_from=ValueFrom(path=output_path(name)))
+        for name in STEP_OUTPUTS[step]
     ]
     if archive_out_dir_as is not None:
         key = f"{ARTIFACT_KEY_PREFIX}/{step}/{archive_out_dir_as}.tgz"

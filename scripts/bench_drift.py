@@ -14,8 +14,8 @@ standard-normal extras; ``prediction`` is a fixed logistic score of a few of the
 reference is 5,000 rows (the train step's default ``reference_rows``).
 
 Each check runs in a child process (``check``) that reads the window with
-:func:`steps.drift_window.read_window`, scores it with :func:`steps.drift_report.measure`,
-decides with :func:`steps.drift_policy.decide` and writes the HTML report: the same code path as
+:func:`steps.monitor.window.read_window`, scores it with :func:`steps.monitor.measure.measure`,
+decides with :func:`steps.monitor.policy.decide` and writes the HTML report: the same code path as
 ``loopline drift`` minus MLflow. The child reports its own seconds and peak RSS
 (``getrusage(RUSAGE_SELF).ru_maxrss``, Evidently's import included; the seconds exclude the
 one-time ~16 s import). A check is *right* when the shifted log flags exactly the 3 shifted
@@ -45,9 +45,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from serving.features import FeatureSpec
-from serving.inference_log import arrow_schema
-from steps.cli_support import new_app
-from steps.data_generate import CATEGORIES, DEFAULT_SHIFT_FEATURES, NUMERIC_FEATURES, churn_frame
+from serving.inference_log import arrow_schema, part_path
+from steps.core.cli_support import new_app
+from steps.ml.synthetic import CATEGORIES, DEFAULT_SHIFT_FEATURES, NUMERIC_FEATURES, churn_frame
 
 MODEL = "bench"
 VERSION = "1"
@@ -155,7 +155,8 @@ def generate_log(root: Path, recipe: LogRecipe, progress: Progress) -> Path:
     if marker.exists() and json.loads(marker.read_text()) == asdict(recipe):
         progress.update(task, completed=recipe.rows, description=f"log {recipe.name} (cached)")
         return log_dir
-    folder = log_dir / f"model={MODEL}" / f"date={(END - SPAN).date().isoformat()}"
+    day = (END - SPAN).date().isoformat()
+    folder = (log_dir / part_path(MODEL, day, 0, "x")).parent
     folder.mkdir(parents=True, exist_ok=True)
     for stale in folder.glob("*.parquet"):
         stale.unlink()
@@ -165,7 +166,7 @@ def generate_log(root: Path, recipe: LogRecipe, progress: Progress) -> Path:
         frame = frame_for(count, recipe.seed * 100_000 + chunk, recipe.shift_sigma)
         table = log_table(frame, first, recipe.rows, schema)
         epoch_ms = table.column("timestamp")[0].value
-        pq.write_table(table, folder / f"part-{epoch_ms}-{chunk:08x}.parquet")
+        pq.write_table(table, log_dir / part_path(MODEL, day, epoch_ms, f"{chunk:08x}"))
         progress.advance(task, count)
     marker.write_text(json.dumps(asdict(recipe)))
     return log_dir
@@ -263,10 +264,10 @@ def check(
     began = time.perf_counter()
     import evidently  # noqa: F401  # the one-time import cost is reported, not timed
 
-    from steps.drift_policy import decide
-    from steps.drift_report import measure
-    from steps.drift_window import Window, read_window
-    from steps.settings import DriftSettings
+    from steps.core.settings import DriftSettings
+    from steps.monitor.measure import measure
+    from steps.monitor.policy import decide
+    from steps.monitor.window import Window, read_window
 
     imported = time.perf_counter()
     policy = DriftSettings.model_validate(

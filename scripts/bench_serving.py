@@ -57,8 +57,8 @@ from scripts.bench.servers import (
     running,
 )
 from scripts.bench.wrk import run_wrk, wrk_binary
-from steps.cli_support import console, new_app, reports_errors
-from steps.errors import ConfigError
+from steps.core.cli_support import console, new_app, reports_errors
+from steps.core.errors import ConfigError
 
 POOL_ROWS = 1000
 POOL_SEED = 99

@@ -1,8 +1,8 @@
 """Training quality before/after early stopping, on the demo data and two public tables.
 
 ``make bench-training`` prints, per table and recipe, the held-out ROC AUC, PR AUC, Brier score,
-the rounds kept and the fitting time, with the project's own code path (:mod:`steps.holdout`
-split, :func:`steps.train.carve_validation`, :func:`steps.estimators.fit`). Recipes:
+the rounds kept and the fitting time, with the project's own code path (:mod:`steps.ml.holdout`
+split, :func:`steps.holdout.carve_validation`, :func:`steps.ml.estimators.fit`). Recipes:
 
 * ``before``: the earlier defaults, 200 trees of depth 6, learning rate 0.1, no early stopping;
 * ``after``: today's defaults (at most 1,000 trees of depth 4, learning rate 0.05, early stopping
@@ -31,8 +31,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from steps.cli_support import new_app, reports_errors
-from steps.errors import DataError
+from steps.core.cli_support import new_app, reports_errors
+from steps.core.errors import DataError
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / ".loopline" / "bench"
@@ -77,10 +77,10 @@ def public_table(name: str, cache: Path) -> Path:
 
 def measure(uri: str, target: str, recipe: str, seed: int) -> dict[str, Any]:
     """Fit one recipe on one table the way the train step does; return held-out figures."""
-    from steps import estimators, holdout, train
-    from steps.data import load_dataset
-    from steps.metrics import classification_metrics
-    from steps.settings import DataSettings, TrainSettings
+    from steps.core.settings import DataSettings, TrainSettings
+    from steps.ml import estimators, holdout
+    from steps.ml.dataset import encode, fit_spec, load_dataset
+    from steps.ml.metrics import classification_metrics
 
     params = {
         "before": TrainSettings(
@@ -91,19 +91,19 @@ def measure(uri: str, target: str, recipe: str, seed: int) -> dict[str, Any]:
     }[recipe]
     dataset = load_dataset(uri, target)
     split = holdout.split(dataset, DataSettings(), params.test_size)
-    spec = train.fit_spec(dataset, split.train)
-    fit_rows, validation_rows = train.carve_validation(split.train, target, params, seed)
+    spec = fit_spec(dataset, split.train)
+    fit_rows, validation_rows = holdout.carve_validation(split.train, target, params, seed)
     validation = (
         None
         if validation_rows is None
         else estimators.Validation(
-            train.encode(spec, validation_rows), validation_rows[target].to_numpy()
+            encode(spec, validation_rows), validation_rows[target].to_numpy()
         )
     )
     started = time.perf_counter()
     model = estimators.fit(
         "xgboost",
-        train.encode(spec, fit_rows),
+        encode(spec, fit_rows),
         fit_rows[target].to_numpy(),
         spec,
         params,
@@ -111,7 +111,7 @@ def measure(uri: str, target: str, recipe: str, seed: int) -> dict[str, Any]:
         validation=validation,
     )
     seconds = time.perf_counter() - started
-    probability = model.positive_probability(train.encode(spec, split.holdout))
+    probability = model.positive_probability(encode(spec, split.holdout))
     metrics = classification_metrics(split.holdout[target].to_numpy(), probability)
     return {
         "table": Path(uri).stem,
@@ -135,7 +135,7 @@ def main(
     demo_rows: Annotated[int, typer.Option(min=1_000, help="rows of generated demo data")] = 20_000,
 ) -> None:
     """Print held-out quality per table and recipe; write .loopline/bench/training.json."""
-    from steps.data import generate_churn
+    from steps.ml.synthetic import generate_churn
 
     demo = CACHE / f"churn-{demo_rows}-seed{seed}.parquet"
     if not demo.exists():

@@ -26,8 +26,8 @@ import typer
 from pydantic import BaseModel
 from rich.table import Table
 
-from steps.cli_support import console, new_app, reports_errors
-from steps.errors import ConfigError
+from steps.core.cli_support import console, new_app, reports_errors
+from steps.core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 LOCUSTFILE = REPO / "scripts" / "locustfile.py"
@@ -78,7 +78,7 @@ def row_pool(seed: int, rows: int = POOL_ROWS) -> list[dict[str, Any]]:
 
     Kept out of the locustfile: importing Locust monkey-patches the process (gevent).
     """
-    from steps.data import churn_frame
+    from steps.ml.synthetic import churn_frame
 
     frame = churn_frame(rows, seed=seed).drop(columns=list(ID_COLUMNS))
     return [

@@ -1,8 +1,8 @@
 """Locust load for the Loopline service: realistic churn rows, mostly single-row predictions.
 
-Rows come from the project's own generator (``steps.data.churn_frame``), a fresh seeded pool per
-user, so requests carry the value mix, missing values and categories the model sees in
-production. Run by ``make loadtest`` (``scripts/loadtest.py``), or directly:
+Rows come from the project's own generator (``steps.ml.synthetic.churn_frame``), a fresh
+seeded pool per user, so requests carry the value mix, missing values and categories the model
+sees in production. Run by ``make loadtest`` (``scripts/loadtest.py``), or directly:
 ``locust -f scripts/locustfile.py --host http://127.0.0.1:3000``.
 """
 

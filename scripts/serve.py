@@ -26,9 +26,11 @@ from typing import Annotated
 
 import typer
 
-from steps.cli_support import console, new_app, reports_errors
-from steps.errors import ConfigError
-from steps.settings import Settings, load_settings
+from steps.core.cli_support import console, new_app, reports_errors
+from steps.core.errors import ConfigError
+from steps.core.settings import Settings, load_settings
+from steps.io.registry import Registry
+from steps.ml import servability
 
 REPO = Path(__file__).resolve().parents[1]
 SERVICE = "serving.service:Loopline"
@@ -108,13 +110,13 @@ def champion_dir(settings: Settings) -> Path:
     Raises:
         RegistryError: when there is no champion yet (run ``make demo`` first).
     """
-    from steps import build, tracking
+    from steps.io import tracking
 
     tracking.connect(settings)
-    version = build.resolve_version(settings, None, "champion")
+    version = Registry(settings.model_name).resolve(None, "champion")
     target = settings.state_path / "serving" / f"{settings.model_name}-v{version.version}"
     if not (target / "metadata.json").exists():
-        build.materialize(settings, version, "champion", target)
+        servability.materialize(settings, version, "champion", target)
     console.print(f"serving {settings.model_name} v{version.version} (champion) from {target}")
     return target
 

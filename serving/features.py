@@ -11,6 +11,7 @@ Only NumPy and pydantic are imported here: this module is on the request path.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -76,12 +77,20 @@ class FeatureSpec(BaseModel):
                 )
         return matrix
 
+    @functools.cached_property
+    def _lookups(self) -> dict[str, dict[str, float]]:
+        """Category -> code per categorical column, built once per spec (not per request)."""
+        return {
+            name: {category: float(code) for code, category in enumerate(categories)}
+            for name, categories in self.categorical.items()
+        }
+
     def encode_rows(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Encode a list of row dicts; see :meth:`encode`."""
         return self.encode({name: [row.get(name) for row in rows] for name in self.order})
 
     def _codes(self, name: str, values: Sequence[Any] | np.ndarray) -> np.ndarray:
-        lookup = {category: float(code) for code, category in enumerate(self.categorical[name])}
+        lookup = self._lookups[name]
         return np.fromiter(
             (math.nan if _is_missing(v) else lookup.get(str(v), math.nan) for v in values),
             dtype=np.float32,

@@ -1,7 +1,9 @@
 """Inference logging for drift monitoring, off the request path.
 
-The drift detector reads this FIXED layout, so do not change it without changing the reader:
-``<log_dir>/model=<model_name>/date=YYYY-MM-DD/part-<epoch_ms>-<uuid8>.parquet`` with columns
+This module owns the log's layout and columns; the drift reader (``steps/monitor/window.py``)
+and the drift benchmark import them from here:
+``<log_dir>/model=<model_name>/date=YYYY-MM-DD/part-<epoch_ms>-<uuid8>.parquet`` (:data:`LAYOUT`,
+:func:`part_path`) with columns
 ``row_id`` (string), ``timestamp`` (timestamp[ms, tz=UTC]), ``model_name`` (string),
 ``model_version`` (string), ``prediction`` (float64), then one column per feature in spec order
 (numeric float64, categorical string; both nullable).
@@ -15,6 +17,7 @@ shutdown). ``log_dir`` is a local directory or ``s3://bucket/prefix`` (uploaded 
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 import uuid
@@ -67,14 +70,35 @@ class LogTarget:
         return cls(local_dir=Path(log_dir).expanduser())
 
 
+ROW_ID = "row_id"
+TIMESTAMP = "timestamp"
+MODEL_NAME = "model_name"
+MODEL_VERSION = "model_version"
+PREDICTION = "prediction"
+"""The model's P(positive) column: in the log, and in the training run's reference sample."""
+LAYOUT = "<log>/model=<model_name>/date=YYYY-MM-DD/part-<epoch_ms>-<suffix>.parquet"
+DATE_DIR = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
+PART_FILE = re.compile(r"^part-.+\.parquet$")
+
+
+def model_partition(model_name: str) -> str:
+    """The folder, relative to the log root, holding every file of ``model_name``."""
+    return f"model={model_name}"
+
+
+def part_path(model_name: str, day: str, epoch_ms: int, suffix: str) -> str:
+    """The path, relative to the log root, of one log file written on ``day`` (YYYY-MM-DD)."""
+    return f"{model_partition(model_name)}/date={day}/part-{epoch_ms}-{suffix}.parquet"
+
+
 def arrow_schema(spec: FeatureSpec) -> pa.Schema:
     """Return the Parquet schema of the inference log for a model with ``spec``."""
     fields = [
-        pa.field("row_id", pa.string(), nullable=False),
-        pa.field("timestamp", pa.timestamp("ms", tz="UTC"), nullable=False),
-        pa.field("model_name", pa.string(), nullable=False),
-        pa.field("model_version", pa.string(), nullable=False),
-        pa.field("prediction", pa.float64(), nullable=False),
+        pa.field(ROW_ID, pa.string(), nullable=False),
+        pa.field(TIMESTAMP, pa.timestamp("ms", tz="UTC"), nullable=False),
+        pa.field(MODEL_NAME, pa.string(), nullable=False),
+        pa.field(MODEL_VERSION, pa.string(), nullable=False),
+        pa.field(PREDICTION, pa.float64(), nullable=False),
     ]
     for name in spec.order:
         fields.append(pa.field(name, pa.string() if name in spec.categorical else pa.float64()))
@@ -195,20 +219,22 @@ class InferenceLog:
         columns: dict[str, list[Any]] = {name: [] for name in self._schema.names}
         for batch in batches:
             size = len(batch.row_ids)
-            columns["row_id"].extend(batch.row_ids)
-            columns["timestamp"].extend([batch.timestamp_ms] * size)
-            columns["prediction"].extend(float(p) for p in batch.predictions)
+            columns[ROW_ID].extend(batch.row_ids)
+            columns[TIMESTAMP].extend([batch.timestamp_ms] * size)
+            columns[PREDICTION].extend(float(p) for p in batch.predictions)
             for name in self._spec.order:
                 columns[name].extend(row.get(name) for row in batch.rows)
-        rows = len(columns["row_id"])
-        columns["model_name"] = [self._model_name] * rows
-        columns["model_version"] = [self._model_version] * rows
+        rows = len(columns[ROW_ID])
+        columns[MODEL_NAME] = [self._model_name] * rows
+        columns[MODEL_VERSION] = [self._model_version] * rows
         return pa.table(columns, schema=self._schema)
 
     def _write_file(self, day: str, batches: Sequence[LoggedBatch]) -> str:
         table = self._table(batches)
-        name = f"part-{time.time_ns() // 1_000_000}-{uuid.uuid4().hex[:8]}.parquet"
-        relative = f"model={self._model_name}/date={day}/{name}"
+        relative = part_path(
+            self._model_name, day, time.time_ns() // 1_000_000, uuid.uuid4().hex[:8]
+        )
+        name = relative.rsplit("/", 1)[1]
         if self._target.local_dir is not None:
             path = self._target.local_dir / relative
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ library, so the serving process learns the kind before it decides which imports 
 from __future__ import annotations
 
 import importlib.util
+import json
 import pickle
 import warnings
 from dataclasses import dataclass
@@ -54,6 +55,13 @@ class ModelMetadata(BaseModel):
     run_id: str
     data_hash: str
     git_commit: str
+
+    def write(self, directory: Path) -> Path:
+        """Write ``metadata.json`` into ``directory`` (sorted keys, stable bytes); return it."""
+        path = directory / METADATA_FILENAME
+        text = json.dumps(self.model_dump(mode="json"), indent=2, sort_keys=True)
+        path.write_text(text + "\n", encoding="utf-8")
+        return path
 
 
 @dataclass(frozen=True)

@@ -25,12 +25,12 @@ from typing import Annotated, Literal
 import typer
 from pydantic import BaseModel
 
-from steps.artifact_store import ArtifactStore
-from steps.cli_support import console, new_app, reports_errors
-from steps.errors import BuildError, ConfigError
-from steps.outputs import write_outputs, write_result
-from steps.platforms import parse_platforms
-from steps.settings import Settings, load_settings
+from steps.core.cli_support import console, new_app, reports_errors
+from steps.core.errors import BuildError, ConfigError
+from steps.core.outputs import write_outputs, write_result
+from steps.core.platforms import parse_platforms
+from steps.core.settings import Settings, load_settings
+from steps.io.artifact_store import ArtifactStore
 
 Builder = Literal["auto", "buildkit", "docker", "buildx", "buildctl", "podman", "buildah"]
 BUILDKIT_DAEMONLESS = "buildctl-daemonless.sh"
@@ -54,8 +54,6 @@ class BuildPlan:
     """One BuildKit invocation: argv plus where it reads and writes."""
 
     argv: list[str]
-    context: Path
-    dockerfile: Path
     metadata_file: Path
     image: str
 
@@ -92,7 +90,7 @@ def buildkit_plan(bento_dir: Path, platforms: list[str], image: str, scratch: Pa
         "--output", f"type=image,name={image},push=true",
         "--metadata-file", str(metadata_file),
     ]  # fmt: skip
-    return BuildPlan(argv, bento_dir, dockerfile, metadata_file, image)
+    return BuildPlan(argv, metadata_file, image)
 
 
 def find_builder(requested: Builder) -> tuple[str | None, list[str]]:
@@ -244,6 +242,7 @@ def main(
     )  # fmt: skip
     write_outputs(
         out_dir,
+        "containerize",
         {"image_ref": result.image_ref, "image_built": "true" if result.image_built else "false"},
     )
     write_result(out_dir, result)

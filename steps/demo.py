@@ -13,13 +13,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from steps import tracking
-from steps.cli_support import console, reports_errors
+from steps.core.cli_support import console, reports_errors
+from steps.core.settings import Settings, load_settings
+from steps.io import tracking
 from steps.localrun.cli import report
 from steps.localrun.executor import RunOptions, run_workflow
 from steps.localrun.progress import ProgressDisplay
 from steps.localrun.record import RunRecord
-from steps.settings import Settings, load_settings
 
 DEMO_ROWS = 20_000
 WORKFLOW = Path(__file__).resolve().parents[1] / "argo" / "retrain-submit.yaml"
@@ -29,7 +29,7 @@ BACKOFF_SCALE = 0.1
 
 def demo_data(settings: Settings, rows: int) -> Path:
     """Return the demo data path under the state directory, generating it if missing."""
-    from steps.data import generate_churn
+    from steps.ml.synthetic import generate_churn
 
     path = settings.state_path / "data" / f"churn-{rows}-seed{settings.seed}.parquet"
     if not path.exists():

@@ -4,13 +4,13 @@ What runs, in order (each part in its own module):
 
 1. the champion (``models:/<model>@champion``) and the reference sample its training run logged
    (``reference/reference.parquet``: features, target, ``prediction``) are read from MLflow;
-2. :func:`steps.drift_window.read_window` samples the window of the inference log (by time
+2. :func:`steps.monitor.window.read_window` samples the window of the inference log (by time
    and/or last N rows) in bounded memory, excluding and counting rows of other model versions;
 3. too few rows (``drift.min_rows``) is *insufficient data*: not drifted, no test run;
-4. otherwise :func:`steps.drift_report.measure` scores every feature and the ``prediction``
+4. otherwise :func:`steps.monitor.measure.measure` scores every feature and the ``prediction``
    column with Evidently's ``DataDriftPreset`` (methods per column type configurable; its
    module docstring explains the default choice), and the pure
-   :func:`steps.drift_policy.decide` applies the policy (share of drifted features, critical
+   :func:`steps.monitor.policy.decide` applies the policy (share of drifted features, critical
    features);
 5. the HTML report and ``scores.json`` go to ``<artifact store>/drift/<run name>/`` and to an
    MLflow run in experiment ``<experiment>-drift`` (metrics ``drifted_share``, ``score.<column>``;
@@ -37,16 +37,16 @@ from typing import Annotated, Any
 import typer
 from pydantic import BaseModel
 
-from steps import tracking
-from steps.artifact_store import ArtifactStore
-from steps.cli_support import console, new_app, reports_errors
-from steps.drift_champion import Champion, check_policy_columns, load_champion
-from steps.drift_policy import ColumnScore, DriftDecision, Status, decide
-from steps.drift_policy import insufficient_data as too_few_rows
-from steps.drift_window import Window, WindowSample, read_window
-from steps.errors import ConfigError
-from steps.outputs import write_outputs, write_result
-from steps.settings import DriftSettings, Settings, load_settings
+from steps.core.cli_support import console, new_app, reports_errors
+from steps.core.errors import ConfigError
+from steps.core.outputs import write_outputs, write_result
+from steps.core.settings import DriftSettings, Settings, load_settings
+from steps.io import tracking
+from steps.io.artifact_store import ArtifactStore
+from steps.monitor.policy import ColumnScore, DriftDecision, Status, decide
+from steps.monitor.policy import insufficient_data as too_few_rows
+from steps.monitor.reference import Champion, check_policy_columns, load_champion
+from steps.monitor.window import Window, WindowSample, read_window
 
 REPORT_DIR = "drift"
 """Folder of drift reports under the artifact store root, and the MLflow artifact path."""
@@ -138,7 +138,7 @@ def run(settings: Settings, run_name: str = "", now: datetime | None = None) -> 
             sample.rows, policy.min_rows, sample.excluded_rows, _where(sample, window, champion)
         )
     else:
-        from steps.drift_report import measure
+        from steps.monitor.measure import measure
 
         measurement = measure(
             reference, sample.frame, champion.numeric, champion.categorical, policy
@@ -374,6 +374,7 @@ def main(
     result = run(settings, run_name=run_name)
     write_outputs(
         out_dir,
+        "drift",
         {
             "drifted": str(result.drifted).lower(),
             "reason": result.reason,

@@ -1,10 +1,10 @@
 """Evaluate step: score the challenger and the current champion on the same held-out data.
 
-The held-out rows are the challenger's (:mod:`steps.holdout`: by key or time, the same in every
+The held-out rows are the challenger's (:mod:`steps.ml.holdout`: by key or time, the same in every
 run); the step counts, for each model, how many of them it was trained on (expected 0) from the
 training keys both runs logged, and measures each feature of the challenger's training sample
 against the champion's (the drift step's measurement, with the gate's gross thresholds). The gate
-(:func:`steps.gate.decide`) turns all of it into promote/reject with reasons; its policy is the
+(:func:`steps.ml.gate.decide`) turns all of it into promote/reject with reasons; its policy is the
 one the challenger's recipe carries unless given explicitly. The report (metrics JSON,
 ROC/PR/calibration and data-shift PNGs, HTML, Evidently's data-shift HTML) is logged to the
 challenger's MLflow run under ``evaluation/``, and the decision is tagged on the run so
@@ -26,28 +26,28 @@ import pandas as pd
 import typer
 from pydantic import BaseModel, ValidationError
 
-from steps import recipe, tracking
-from steps.cli_support import console, new_app, reports_errors
-from steps.drift_report import Measurement
-from steps.errors import GateRejected, RegistryError
-from steps.gate import Decision, GateDecision, Overlap, Shift, decide
-from steps.holdout import ROW_KEY_COLUMN, seen_rows
-from steps.metrics import classification_metrics
-from steps.outputs import write_outputs, write_result
-from steps.report import ScoredModel, write_report
-from steps.settings import DriftSettings, GateSettings, Settings, explicit_fields, load_settings
-from steps.train import (
-    HOLDOUT_ARTIFACT,
-    MODEL_NAME_IN_RUN,
-    PREDICTION_COLUMN,
-    REFERENCE_ARTIFACT,
-    TRAIN_KEYS_ARTIFACT,
+from serving.inference_log import PREDICTION
+from steps.core import names
+from steps.core.cli_support import console, new_app, reports_errors
+from steps.core.errors import GateRejected, RegistryError
+from steps.core.outputs import write_outputs, write_result
+from steps.core.settings import (
+    DriftSettings,
+    GateSettings,
+    Settings,
+    explicit_fields,
+    load_settings,
 )
+from steps.io import tracking
+from steps.io.registry import Registry
+from steps.ml import recipe
+from steps.ml.gate import Decision, GateDecision, Overlap, Shift, decide
+from steps.ml.holdout import ROW_KEY_COLUMN, seen_rows
+from steps.ml.metrics import classification_metrics
+from steps.ml.report import ScoredModel, write_report
+from steps.monitor.measure import Measurement
 
-CHAMPION = recipe.CHAMPION_ALIAS
-REPORT_ARTIFACT_DIR = "evaluation"
 DATA_SHIFT_HTML = "data_shift.html"
-DECISION_TAG = "loopline.gate.decision"
 
 
 class ChampionInfo(BaseModel):
@@ -99,16 +99,18 @@ def run(
     target = _run_param(run_id, "target")
     labels = holdout[target].to_numpy()
     keys = holdout[ROW_KEY_COLUMN].to_numpy() if ROW_KEY_COLUMN in holdout.columns else None
-    challenger = _score(f"runs:/{run_id}/{MODEL_NAME_IN_RUN}", holdout, labels, "challenger")
+    challenger = _score(f"runs:/{run_id}/{names.MODEL_IN_RUN}", holdout, labels, "challenger")
     overlaps = [_overlap("challenger", run_id, keys, len(holdout))]
     scored = [challenger]
     champion: ChampionInfo | None = None
     shifts: list[Shift] = []
     measurement: Measurement | None = None
-    champion_version = recipe.champion_version(settings.model_name)
+    champion_version = Registry(settings.model_name).champion()
     if champion_version is not None:
         label = f"champion v{champion_version.version}"
-        champion_model = _score(f"models:/{settings.model_name}@{CHAMPION}", holdout, labels, label)
+        champion_model = _score(
+            f"models:/{settings.model_name}@{names.CHAMPION}", holdout, labels, label
+        )
         scored.append(champion_model)
         champion = ChampionInfo(
             version=str(champion_version.version),
@@ -121,12 +123,12 @@ def run(
         challenger.metrics,
         champion.metrics if champion else None,
         policy,
-        champion_label=f"champion v{champion.version}" if champion else CHAMPION,
+        champion_label=f"champion v{champion.version}" if champion else names.CHAMPION,
         overlaps=overlaps,
         shifts=shifts,
     )
     with mlflow.start_run(run_id=run_id) as active:
-        report_uri = f"{active.info.artifact_uri}/{REPORT_ARTIFACT_DIR}"
+        report_uri = f"{active.info.artifact_uri}/{names.EVALUATION_DIR}"
         result = EvaluationResult(
             run_id=run_id,
             decision=verdict.decision,
@@ -146,17 +148,17 @@ def run(
             )
             if measurement is not None:
                 measurement.save_html(Path(scratch) / DATA_SHIFT_HTML)
-            mlflow.log_artifacts(scratch, artifact_path=REPORT_ARTIFACT_DIR)
+            mlflow.log_artifacts(scratch, artifact_path=names.EVALUATION_DIR)
         mlflow.log_metrics({f"eval_challenger_{k}": v for k, v in challenger.metrics.items()})
         if champion:
             mlflow.log_metrics({f"eval_champion_{k}": v for k, v in champion.metrics.items()})
         mlflow.set_tags(
             {
-                DECISION_TAG: verdict.decision,
-                "loopline.gate.passed_absolute": str(verdict.passed_absolute).lower(),
-                "loopline.gate.comparable": str(verdict.comparable).lower(),
-                "loopline.gate.gross_shift": ",".join(verdict.gross_shift),
-                "loopline.gate.champion_version": champion.version if champion else "",
+                names.DECISION_TAG: verdict.decision,
+                f"{names.GATE_TAG_PREFIX}passed_absolute": str(verdict.passed_absolute).lower(),
+                f"{names.GATE_TAG_PREFIX}comparable": str(verdict.comparable).lower(),
+                f"{names.GATE_TAG_PREFIX}gross_shift": ",".join(verdict.gross_shift),
+                f"{names.GATE_TAG_PREFIX}champion_version": champion.version if champion else "",
             }
         )
     return result, verdict
@@ -176,7 +178,7 @@ def _policy(settings: Settings, run_id: str, explicit: frozenset[str] | None) ->
         return GateSettings.model_validate(merged)
     except ValidationError as err:
         raise RegistryError(
-            f"the gate policy in {recipe.RECIPE_ARTIFACT} of run {run_id} is invalid: {err}"
+            f"the gate policy in {names.RECIPE_ARTIFACT} of run {run_id} is invalid: {err}"
         ) from err
 
 
@@ -187,7 +189,9 @@ def _overlap(label: str, run_id: str, holdout_keys: np.ndarray | None, rows: int
     if holdout_keys is None:
         return Overlap(label=label, seen_rows=None, holdout_rows=rows)
     try:
-        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=TRAIN_KEYS_ARTIFACT)
+        path = mlflow.artifacts.download_artifacts(
+            run_id=run_id, artifact_path=names.TRAIN_KEYS_ARTIFACT
+        )
     except mlflow.exceptions.MlflowException:
         return Overlap(label=label, seen_rows=None, holdout_rows=rows)
     trained = pd.read_parquet(path)[ROW_KEY_COLUMN].to_numpy()
@@ -199,7 +203,7 @@ def _data_shift(
 ) -> tuple[Measurement | None, list[Shift]]:
     """Measure each champion feature in the challenger's training sample against the champion's
     reference sample (the drift step's measurement, with the gate's gross thresholds)."""
-    from steps.drift_report import measure
+    from steps.monitor.measure import measure
 
     reference, champion_features = _reference(champion_run)
     current, challenger_features = _reference(challenger_run)
@@ -228,7 +232,7 @@ def _data_shift(
         numeric_threshold=policy.gross_numeric_shift,
         categorical_threshold=policy.gross_categorical_shift,
     )
-    columns = [*numeric, *categorical, PREDICTION_COLUMN]
+    columns = [*numeric, *categorical, PREDICTION]
     measurement = measure(reference[columns], current[columns], numeric, categorical, method)
     shifts += [
         Shift(
@@ -245,7 +249,7 @@ def _data_shift(
 
 
 def _reference(run_id: str) -> tuple[pd.DataFrame, list[str]]:
-    sample = _run_table(run_id, REFERENCE_ARTIFACT, "training sample")
+    sample = _run_table(run_id, names.REFERENCE_ARTIFACT, "training sample")
     return sample, _run_param(run_id, "features").split(",")
 
 
@@ -268,7 +272,7 @@ def _score(uri: str, holdout: pd.DataFrame, labels: np.ndarray, label: str) -> S
 
 
 def _load_holdout(run_id: str) -> pd.DataFrame:
-    return _run_table(run_id, HOLDOUT_ARTIFACT, "held-out data")
+    return _run_table(run_id, names.HOLDOUT_ARTIFACT, "held-out data")
 
 
 def _run_table(run_id: str, artifact: str, what: str) -> pd.DataFrame:
@@ -317,6 +321,7 @@ def main(
     result, verdict = run(settings, run_id, explicit=explicit_fields(**overrides))
     write_outputs(
         out_dir,
+        "evaluate",
         {
             "decision": result.decision,
             "reasons": "; ".join(result.reasons),

@@ -1,38 +1,31 @@
-"""Register step and model aliases: the MLflow registry side of Loopline.
+"""Register step: a gated run's model becomes a registry version with aliases.
 
-``run`` checks that a Loopline image can serve a gated run's model (before the registry is
-touched: nothing gets a version or an alias it cannot be served with), registers it as a new
-version (idempotent per run), points the ``challenger`` alias at it and tags its lineage; the
-first version to pass the gate when no champion exists becomes ``champion``. ``promote`` moves
-``champion`` (the canary calls it), keeping the previous one under ``previous_champion`` for
-rollback. Aliases only: stages are deprecated.
+``run`` checks the run passed the evaluation gate and that a Loopline service image can serve its
+model (:func:`steps.ml.servability.check_servability`, before anything is written), registers it
+as a new version (idempotent per run) with its lineage tags, points ``challenger`` at it, and
+makes it ``champion`` when no champion exists. Aliases only: stages are deprecated. Moving the
+champion later is :func:`promote` (``loopline model promote``, and the canary promotion).
 
-CLI: ``python -m steps.register --run-id ID --out-dir DIR`` and
-``loopline model promote NAME VERSION`` / ``loopline model show NAME``.
+CLI: ``python -m steps.register --run-id ID --out-dir DIR``; outputs ``model_version``,
+``champion_set``.
 """
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from pydantic import BaseModel
-from rich.table import Table
 
-from steps import tracking
-from steps.build import ServabilityReport, check_servability
-from steps.cli_support import console, new_app, reports_errors
-from steps.errors import RegistryError
-from steps.evaluate import CHAMPION, DECISION_TAG
-from steps.outputs import write_outputs, write_result
-from steps.settings import Settings, load_settings
-from steps.train import MODEL_ID_TAG
-
-CHALLENGER = "challenger"
-PREVIOUS_CHAMPION = "previous_champion"
-READY_TIMEOUT_S = 120.0
+from steps.core import names
+from steps.core.cli_support import console, new_app, reports_errors
+from steps.core.errors import RegistryError
+from steps.core.outputs import write_outputs, write_result
+from steps.core.settings import Settings, load_settings
+from steps.io import tracking
+from steps.io.registry import Registry
+from steps.ml.servability import ServabilityReport, check_servability
 
 
 class RegisterResult(BaseModel):
@@ -67,50 +60,44 @@ def run(settings: Settings, run_id: str, pipeline_run: str = "") -> RegisterResu
     from mlflow.tracking import MlflowClient
 
     tracking.connect(settings)
-    client = MlflowClient()
-    name = settings.model_name
     try:
-        source_run = client.get_run(run_id)
+        tags = MlflowClient().get_run(run_id).data.tags
     except MlflowException as err:
-        raise RegistryError(f"run {run_id!r} not found: {err.message}") from err
-    decision = source_run.data.tags.get(DECISION_TAG)
+        raise tracking.mlflow_error(err, f"run {run_id!r} not found") from err
+    decision = tags.get(names.DECISION_TAG)
     if decision != "promote":
         raise RegistryError(
             f"run {run_id} has gate decision {decision or 'none'!r}; only runs the evaluate step "
             "decided to promote are registered (run steps.evaluate first)"
         )
-    model_id = source_run.data.tags.get(MODEL_ID_TAG)
+    model_id = tags.get(names.MODEL_ID_TAG)
     if not model_id:
-        raise RegistryError(f"run {run_id} has no {MODEL_ID_TAG} tag (not a steps.train run)")
+        raise RegistryError(f"run {run_id} has no {names.MODEL_ID_TAG} tag (not a steps.train run)")
     servability = check_servability(settings, run_id, model_id)
-    _ensure_registered_model(client, name)
-    existing = client.search_model_versions(f"name='{name}' and run_id='{run_id}'")
+    registry = Registry(settings.model_name)
+    existing = registry.versions_of_run(run_id)
     if existing:
-        version, created = str(min(int(v.version) for v in existing)), False
+        version, created = existing[0], False
     else:
-        tags = {
+        lineage = {
             "run_id": run_id,
-            "data_hash": source_run.data.tags.get("loopline.data_hash", ""),
-            "git_commit": source_run.data.tags.get("loopline.git_commit", ""),
+            "data_hash": tags.get(names.DATA_HASH_TAG, ""),
+            "git_commit": tags.get(names.GIT_COMMIT_TAG, ""),
             "pipeline_run": pipeline_run,
             "model_kind": servability.model_kind,
         }
-        registered = client.create_model_version(
-            name, source=f"models:/{model_id}", run_id=run_id, tags=tags, model_id=model_id
-        )
-        version, created = str(registered.version), True
-        _wait_ready(client, name, version)
-    client.set_registered_model_alias(name, CHALLENGER, version)
-    champion_set = _alias_version(client, name, CHAMPION) is None
+        version, created = registry.create_version(run_id, model_id, lineage), True
+    registry.set_alias(names.CHALLENGER, version)
+    champion_set = registry.alias_version(names.CHAMPION) is None
     if champion_set:
-        client.set_registered_model_alias(name, CHAMPION, version)
+        registry.set_alias(names.CHAMPION, version)
     return RegisterResult(
-        model_name=name,
+        model_name=settings.model_name,
         model_version=version,
         run_id=run_id,
         created=created,
         champion_set=champion_set,
-        aliases=sorted(aliases_of(client, name, version)),
+        aliases=registry.aliases_of(version),
         servability=servability,
     )
 
@@ -121,56 +108,17 @@ def promote(settings: Settings, name: str, version: str) -> PromoteResult:
     Raises:
         RegistryError: when the model or version does not exist.
     """
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
     tracking.connect(settings)
-    client = MlflowClient()
-    try:
-        client.get_model_version(name, version)
-    except MlflowException as err:
-        raise RegistryError(f"model {name!r} has no version {version!r}: {err.message}") from err
-    previous = _alias_version(client, name, CHAMPION)
+    registry = Registry(name)
+    registry.version(version)
+    previous = registry.alias_version(names.CHAMPION)
     if previous is not None and previous != version:
-        client.set_registered_model_alias(name, PREVIOUS_CHAMPION, previous)
-    client.set_registered_model_alias(name, CHAMPION, version)
+        registry.set_alias(names.PREVIOUS_CHAMPION, previous)
+    registry.set_alias(names.CHAMPION, version)
     return PromoteResult(model_name=name, champion=version, previous_champion=previous)
 
 
-def aliases_of(client: Any, name: str, version: str) -> list[str]:
-    """Return the aliases pointing at ``version`` (read from the registered model)."""
-    aliases: dict[str, Any] = client.get_registered_model(name).aliases
-    return [alias for alias, target in aliases.items() if str(target) == str(version)]
-
-
-def _alias_version(client: Any, name: str, alias: str) -> str | None:
-    aliases: dict[str, Any] = client.get_registered_model(name).aliases
-    target = aliases.get(alias)
-    return None if target is None else str(target)
-
-
-def _ensure_registered_model(client: Any, name: str) -> None:
-    from mlflow.exceptions import MlflowException
-
-    try:
-        client.get_registered_model(name)
-    except MlflowException:
-        client.create_registered_model(name, description="Managed by Loopline.")
-
-
-def _wait_ready(client: Any, name: str, version: str) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
-    while True:
-        status = client.get_model_version(name, version).status
-        if status == "READY":
-            return
-        if status == "FAILED_REGISTRATION" or time.monotonic() > deadline:
-            raise RegistryError(f"model {name} version {version} did not become READY: {status}")
-        time.sleep(0.5)
-
-
 app = new_app("Register a gated model version and set its aliases.")
-model_app = new_app("Inspect registered models and move the champion alias.")
 
 
 @app.command()
@@ -186,6 +134,7 @@ def main(
     result = run(settings, run_id, pipeline_run)
     write_outputs(
         out_dir,
+        "register",
         {
             "model_version": result.model_version,
             "champion_set": "true" if result.champion_set else "false",
@@ -204,46 +153,6 @@ def main(
     )
     if result.champion_set:
         console.print(f"no champion existed: version {result.model_version} is now champion")
-
-
-@model_app.command("promote")
-@reports_errors
-def promote_command(
-    name: Annotated[str, typer.Argument(help="registered model name")],
-    version: Annotated[str, typer.Argument(help="version to make champion")],
-) -> None:
-    """Move the champion alias to VERSION (the previous one becomes previous_champion)."""
-    result = promote(load_settings(), name, version)
-    before = f"v{result.previous_champion}" if result.previous_champion else "none"
-    console.print(f"{name}: champion {before} -> v{result.champion}")
-
-
-@model_app.command("show")
-@reports_errors
-def show_command(name: Annotated[str, typer.Argument(help="registered model name")]) -> None:
-    """List the versions of NAME with their aliases and lineage."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    tracking.connect(load_settings())
-    client = MlflowClient()
-    try:
-        versions = client.search_model_versions(f"name='{name}'")
-        aliases: dict[str, Any] = client.get_registered_model(name).aliases
-    except MlflowException as err:
-        raise RegistryError(f"model {name!r} not found: {err.message}") from err
-    table = Table("version", "aliases", "data hash", "pipeline run")
-    table.add_column("run id", no_wrap=True, min_width=32)
-    for version in sorted(versions, key=lambda v: int(v.version)):
-        labels = [a for a, v in aliases.items() if str(v) == str(version.version)]
-        table.add_row(
-            str(version.version),
-            ", ".join(sorted(labels)),
-            str(version.tags.get("data_hash", ""))[:12],
-            str(version.tags.get("pipeline_run", "")),
-            str(version.run_id),
-        )
-    console.print(table)
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
 """Train step: fit a model on the training split and log everything to MLflow.
 
 The recipe (target, features, split, model kind, hyper-parameters, gate policy) is resolved first:
-what is given explicitly, else the champion's, else the defaults (:mod:`steps.recipe`). Rows are
-held out by time or by key, the same rows in every run (:mod:`steps.holdout`); boosted kinds stop
+what is given explicitly, else the champion's, else the defaults (:mod:`steps.ml.recipe`). Rows are
+held out by time or by key, the same rows in every run (:mod:`steps.ml.holdout`); boosted kinds stop
 early on a validation split carved from the training rows.
 
 Logs params, metrics, the validation curve, the model (pyfunc with signature and input example,
@@ -22,29 +22,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
-import numpy as np
 import pandas as pd
 import typer
 from pydantic import BaseModel
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from serving.features import FeatureSpec
-from steps import estimators, holdout, recipe, tracking
-from steps.cli_support import console, new_app, reports_errors
-from steps.data import Dataset, load_dataset
-from steps.errors import ConfigError, DataError
-from steps.metrics import classification_metrics
-from steps.outputs import write_outputs, write_result
-from steps.report import plot_validation_curve
-from steps.settings import ModelKind, Settings, TrainSettings, explicit_fields, load_settings
-
-MODEL_NAME_IN_RUN = "model"
-HOLDOUT_ARTIFACT = "data/holdout.parquet"
-TRAIN_KEYS_ARTIFACT = "data/train_keys.parquet"
-"""The key of every row the model was trained on (validation rows included)."""
-REFERENCE_ARTIFACT = "reference/reference.parquet"
-PREDICTION_COLUMN = "prediction"
-MODEL_ID_TAG = "loopline.model_id"
+from serving.inference_log import PREDICTION
+from steps.core import names
+from steps.core.cli_support import console, new_app, reports_errors
+from steps.core.errors import ConfigError
+from steps.core.outputs import write_outputs, write_result
+from steps.core.settings import ModelKind, Settings, explicit_fields, load_settings
+from steps.io import tracking
+from steps.ml import estimators, holdout, recipe
+from steps.ml.dataset import Dataset, encode, fit_spec, load_dataset
+from steps.ml.metrics import classification_metrics
+from steps.ml.report import plot_validation_curve
 
 
 class TrainResult(BaseModel):
@@ -65,48 +59,6 @@ class TrainResult(BaseModel):
     seconds: float
 
 
-def fit_spec(dataset: Dataset, train: pd.DataFrame) -> FeatureSpec:
-    """Fit the feature contract (category vocabularies) on the training split only."""
-    return FeatureSpec.fit(
-        target=dataset.target,
-        numeric=dataset.numeric,
-        categories={name: train[name].tolist() for name in dataset.categorical},
-    )
-
-
-def encode(spec: FeatureSpec, frame: pd.DataFrame) -> np.ndarray:
-    """Encode a frame's feature columns with ``spec``."""
-    return spec.encode({name: frame[name].to_numpy() for name in spec.order})
-
-
-def carve_validation(
-    train: pd.DataFrame, target: str, params: TrainSettings, seed: int
-) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """Split the training rows into rows to fit and rows for early stopping (stratified, seeded).
-
-    Returns:
-        ``(fit, validation)``; validation is None when the kind does not boost or early stopping
-        is off.
-
-    Raises:
-        DataError: when a class has too few training rows to appear on both sides.
-    """
-    if params.model_kind == "sklearn-logreg" or not params.early_stopping_rounds:
-        return train, None
-    from sklearn.model_selection import train_test_split
-
-    counts = train[target].value_counts()
-    if counts.min() < 2:
-        raise DataError(
-            f"the training split has {counts.to_dict()} rows per class of {target!r}: too few "
-            "to carve a validation split; use more data or LOOPLINE_TRAIN__EARLY_STOPPING_ROUNDS=0"
-        )
-    fit, validation = train_test_split(
-        train, test_size=params.validation_size, random_state=seed, stratify=train[target]
-    )
-    return fit.reset_index(drop=True), validation.reset_index(drop=True)
-
-
 def run(
     settings: Settings, pipeline_run: str = "", explicit: frozenset[str] | None = None
 ) -> TrainResult:
@@ -115,7 +67,7 @@ def run(
     Args:
         settings: the run's settings.
         pipeline_run: the workflow name, for lineage.
-        explicit: the settings given explicitly (:func:`steps.settings.explicit_fields`); the
+        explicit: the settings given explicitly (:func:`steps.core.settings.explicit_fields`); the
             others are taken from the champion's recipe when there is a champion. None: use
             ``settings`` exactly as given.
 
@@ -148,7 +100,7 @@ def run(
         )
         split = holdout.split(dataset, settings.data, params.test_size)
         spec = fit_spec(dataset, split.train)
-        fit_rows, validation_rows = carve_validation(
+        fit_rows, validation_rows = holdout.carve_validation(
             split.train, dataset.target, params, settings.seed
         )
         progress.update(
@@ -238,7 +190,7 @@ def _log_run(
     import mlflow
     from mlflow.models import infer_signature
 
-    from steps.pyfunc import NATIVE_ARTIFACT, LooplineModel
+    from steps.ml.pyfunc import LooplineModel
 
     commit = tracking.git_commit(settings)
     dataset, split, spec, model = logged.dataset, logged.split, logged.spec, logged.model
@@ -246,15 +198,15 @@ def _log_run(
     reference = split.train.sample(
         n=min(settings.train.reference_rows, len(split.train)), random_state=settings.seed
     ).reset_index(drop=True)
-    reference[PREDICTION_COLUMN] = model.positive_probability(encode(spec, reference))
+    reference[PREDICTION] = model.positive_probability(encode(spec, reference))
     # Numeric features are doubles in the signature: integers cannot carry missing values.
     example = split.holdout[features].head(5).astype({name: "float64" for name in spec.numeric})
     tags = {
-        "loopline.data_hash": dataset.content_hash,
-        "loopline.git_commit": commit,
-        "loopline.pipeline_run": pipeline_run,
-        "loopline.recipe.source": resolved.source,
-        "loopline.holdout": split.how,
+        names.DATA_HASH_TAG: dataset.content_hash,
+        names.GIT_COMMIT_TAG: commit,
+        names.PIPELINE_RUN_TAG: pipeline_run,
+        names.RECIPE_SOURCE_TAG: resolved.source,
+        names.HOLDOUT_TAG: split.how,
         "mlflow.source.git.commit": commit,
     }
     with (
@@ -282,30 +234,30 @@ def _log_run(
         )
         mlflow.log_metrics(logged.metrics)
         _log_history(model.history, Path(scratch))
-        native = Path(scratch) / NATIVE_ARTIFACT
+        native = Path(scratch) / names.NATIVE_ARTIFACT
         native.mkdir()
         spec.save(native)
         model.save(native)
         held = split.holdout.assign(**{holdout.ROW_KEY_COLUMN: split.holdout_keys})
         trained = pd.DataFrame({holdout.ROW_KEY_COLUMN: split.train_keys})
         for frame, artifact in (
-            (held, HOLDOUT_ARTIFACT),
-            (trained, TRAIN_KEYS_ARTIFACT),
-            (reference, REFERENCE_ARTIFACT),
+            (held, names.HOLDOUT_ARTIFACT),
+            (trained, names.TRAIN_KEYS_ARTIFACT),
+            (reference, names.REFERENCE_ARTIFACT),
         ):
             local = Path(scratch) / Path(artifact).name
             frame.to_parquet(local, index=False)
             mlflow.log_artifact(str(local), artifact_path=str(Path(artifact).parent))
-        mlflow.log_dict(resolved.document(), recipe.RECIPE_ARTIFACT)
+        mlflow.log_dict(resolved.document(), names.RECIPE_ARTIFACT)
         logged_model = mlflow.pyfunc.log_model(
-            name=MODEL_NAME_IN_RUN,
+            name=names.MODEL_IN_RUN,
             python_model=LooplineModel(),
-            artifacts={NATIVE_ARTIFACT: str(native)},
+            artifacts={names.NATIVE_ARTIFACT: str(native)},
             signature=infer_signature(example, model.positive_probability(encode(spec, example))),
             input_example=example,
             pip_requirements=_requirements(model.kind),
         )
-        mlflow.set_tag(MODEL_ID_TAG, logged_model.model_id)
+        mlflow.set_tag(names.MODEL_ID_TAG, logged_model.model_id)
         return active.info.run_id, str(logged_model.model_uri)
 
 
@@ -331,7 +283,7 @@ def _log_history(history: estimators.History | None, scratch: Path) -> None:
     )
     png = scratch / "validation_curve.png"
     plot_validation_curve(history, png)
-    mlflow.log_artifact(str(png), artifact_path="training")
+    mlflow.log_artifact(str(png), artifact_path=names.VALIDATION_CURVE_DIR)
 
 
 def _requirements(kind: ModelKind) -> list[str]:
@@ -388,6 +340,7 @@ def main(
     result = run(settings, pipeline_run, explicit=explicit_fields(**overrides))
     write_outputs(
         out_dir,
+        "train",
         {"run_id": result.run_id, "data_hash": result.data_hash, "model_uri": result.model_uri},
     )
     write_result(out_dir, result)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from steps.errors import LooplineError
+from steps.core.errors import LooplineError
 
 
 class BenchError(LooplineError):

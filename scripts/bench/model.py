@@ -2,8 +2,8 @@
 
 The model is what the train step would fit on generated churn data with the earlier defaults
 (200 trees, depth 6, no early stopping), without the MLflow logging around it:
-``steps.holdout`` splits the data, ``steps.train`` fits the
-:class:`~serving.features.FeatureSpec` on the training split, ``steps.estimators`` fits and saves
+``steps.ml.holdout`` splits the data, ``steps.ml.dataset`` fits the
+:class:`~serving.features.FeatureSpec` on the training split, ``steps.ml.estimators`` fits and saves
 the XGBoost model. The directory is cached under ``.bench/model/``, keyed by
 its recipe, so later runs skip training.
 
@@ -65,10 +65,10 @@ def model_dir(cache_dir: Path, recipe: ModelRecipe) -> Path:
 
 
 def _train_into(directory: Path, recipe: ModelRecipe) -> None:
-    from steps import estimators, holdout, train
-    from steps.data import churn_frame, dataset_from_frame
-    from steps.data_generate import TARGET
-    from steps.settings import DataSettings, TrainSettings
+    from steps.core.settings import DataSettings, TrainSettings
+    from steps.ml import estimators, holdout
+    from steps.ml.dataset import dataset_from_frame, encode, fit_spec
+    from steps.ml.synthetic import TARGET, churn_frame
 
     # A fixed number of trees (no early stopping): the benchmark measures serving, not fitting.
     params = TrainSettings(
@@ -81,10 +81,10 @@ def _train_into(directory: Path, recipe: ModelRecipe) -> None:
         churn_frame(recipe.rows, seed=recipe.seed), f"churn_frame(seed={recipe.seed})", TARGET
     )
     train_split = holdout.split(dataset, DataSettings(), params.test_size).train
-    spec = train.fit_spec(dataset, train_split)
+    spec = fit_spec(dataset, train_split)
     fitted = estimators.fit(
         "xgboost",
-        train.encode(spec, train_split),
+        encode(spec, train_split),
         train_split[dataset.target].to_numpy(),
         spec,
         params,
@@ -113,7 +113,7 @@ def request_pool(directory: Path, rows: int, seed: int) -> RequestPool:
         The pool, row ``i`` of both forms being the same customer.
     """
     from serving.features import FeatureSpec
-    from steps.data import churn_frame
+    from steps.ml.synthetic import churn_frame
 
     spec = FeatureSpec.load(directory)
     frame = churn_frame(rows, seed=seed)

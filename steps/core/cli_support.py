@@ -12,7 +12,7 @@ from typing import ParamSpec, TypeVar
 import typer
 from rich.console import Console
 
-from steps.errors import LooplineError
+from steps.core.errors import LooplineError
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -50,7 +50,7 @@ def new_app(help_text: str) -> typer.Typer:
 def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Run a CLI command: quiet third-party logs, and turn a :class:`LooplineError` into a
     one-paragraph message and its exit code (1 a service failed, 2 bad input, 3 a gate said no;
-    see :mod:`steps.errors`). Anything else is a bug: it keeps its traceback and exits 1.
+    see :mod:`steps.core.errors`). Anything else is a bug: it keeps its traceback and exits 1.
     """
 
     @functools.wraps(func)

@@ -21,8 +21,8 @@ exit   meaning                      raised as                                   
 
 Transient or not is decided per class, not per message. :class:`RegistryError` means "MLflow
 answered, and lacks or refuses what was asked" (a missing run, version or alias), which the same
-input meets again; when MLflow does not answer or fails, :func:`steps.tracking.mlflow_error`
-makes it a :class:`ServiceError` instead (:func:`steps.tracking.connect` does so for every step).
+input meets again; when MLflow does not answer or fails, :func:`steps.io.tracking.mlflow_error`
+makes it a :class:`ServiceError` instead (:func:`steps.io.tracking.connect` does so for every step).
 :class:`StoreError` is retried: the artifact store reports an unreachable endpoint and a missing
 object with the same class, and a lost connection must not fail a run, so a missing object costs
 a few retries. :class:`BuildError` is retried: a build resolves packages and base images and

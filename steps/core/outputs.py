@@ -12,13 +12,23 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from steps.core.names import STEP_OUTPUTS
 
-def write_outputs(out_dir: Path, values: Mapping[str, object]) -> None:
-    """Write each value to ``out_dir/<name>`` (no trailing newline), creating the directory.
+
+def write_outputs(out_dir: Path, step: str, values: Mapping[str, object]) -> None:
+    """Write each output of ``step`` to ``out_dir/<name>`` (no trailing newline).
 
     Strings are written as they are, everything else as JSON, so ``{{tasks.x.outputs.
     parameters.name}}`` substitutes the bare value.
+
+    Raises:
+        ValueError: when ``values`` are not exactly the step's outputs in
+            :data:`steps.core.names.STEP_OUTPUTS` (a programming error: the workflow templates
+            declare those names).
     """
+    expected = STEP_OUTPUTS[step]
+    if set(values) != set(expected):
+        raise ValueError(f"step {step} must write outputs {expected}, got {tuple(values)}")
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, value in values.items():
         text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)

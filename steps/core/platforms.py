@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from steps.errors import ConfigError
+from steps.core.errors import ConfigError
 
 KNOWN_PLATFORMS = ("linux/arm64", "linux/amd64")
 

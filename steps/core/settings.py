@@ -1,7 +1,7 @@
 """Loopline's typed settings: the only place that reads the environment.
 
 Layers, later wins: defaults in code, then ``LOOPLINE_*`` environment variables (nested with
-``__``, e.g. ``LOOPLINE_GATE__MIN_ROC_AUC=0.8``), then CLI flags passed as overrides to
+``__``, e.g. ``LOOPLINE_GATE__MIN_VALUE=0.8``), then CLI flags passed as overrides to
 :func:`load_settings`. With no configuration at all everything lives under one local state
 directory (``.loopline/``): a SQLite MLflow tracking store and registry and a local artifact store.
 """
@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from steps.errors import ConfigError
+from steps.core.errors import ConfigError
 
 ENV_PREFIX = "LOOPLINE_"
 ModelKind = Literal["xgboost", "sklearn-logreg", "sklearn-hgb"]

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
-from steps.errors import StoreError
-from steps.settings import Settings
+from steps.core.errors import StoreError
+from steps.core.settings import Settings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client

@@ -9,13 +9,11 @@ import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from steps.errors import RegistryError, ServiceError
-from steps.settings import Settings
+from steps.core.errors import RegistryError, ServiceError
+from steps.core.settings import Settings
 
 if TYPE_CHECKING:
     from mlflow.exceptions import MlflowException
-
-LINEAGE_TAGS = ("run_id", "data_hash", "git_commit", "pipeline_run")
 
 
 def connect(settings: Settings) -> str:

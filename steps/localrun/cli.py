@@ -15,14 +15,14 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from steps.cli_support import console, reports_errors
-from steps.errors import WorkflowError
+from steps.core.cli_support import console, reports_errors
+from steps.core.errors import WorkflowError
+from steps.core.settings import load_settings
 from steps.localrun.executor import RunOptions, run_workflow
 from steps.localrun.features import FEATURES, Support
 from steps.localrun.progress import ProgressDisplay
 from steps.localrun.record import RunRecord
 from steps.localrun.summary import summary_lines
-from steps.settings import load_settings
 
 
 @reports_errors

@@ -18,8 +18,9 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
-from steps.artifact_store import ArtifactStore
-from steps.errors import WorkflowError
+from steps.core.errors import WorkflowError
+from steps.core.settings import Settings
+from steps.io.artifact_store import ArtifactStore
 from steps.localrun.expressions import (
     ExpressionError,
     TaskOutcome,
@@ -43,7 +44,6 @@ from steps.localrun.record import (
     now,
     write_record,
 )
-from steps.settings import Settings
 
 Progress = Callable[[str, NodeRecord], None]  # (run name, node)
 _FAILED = ("Failed", "Error")

@@ -70,7 +70,6 @@ def with_placeholders(text: str, placeholder: str = "placeholder") -> str:
 
 Value = bool | float | str
 _COMPARATORS = ("==", "!=", ">=", "<=", ">", "<", "=~", "!~")
-_OPERATORS = ("&&", "||", *_COMPARATORS, "!", "-")
 _TOKEN = re.compile(
     r"""\s*(?:
         (?P<paren>[()])

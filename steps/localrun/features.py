@@ -292,8 +292,3 @@ def scope_table(scope: str) -> dict[str, Feature]:
     if not table:
         raise KeyError(scope)
     return table
-
-
-def features_by_support(support: Support) -> list[Feature]:
-    """Return the features with one treatment, in table order."""
-    return [feature for feature in FEATURES if feature.support is support]

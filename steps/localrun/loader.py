@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from steps.errors import WorkflowError
+from steps.core.errors import WorkflowError
 from steps.localrun.expressions import (
     DependsExpr,
     ExpressionError,

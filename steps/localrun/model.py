@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from steps.errors import WorkflowError
+from steps.core.errors import WorkflowError
 from steps.localrun.expressions import DependsExpr
 
 TemplateKind = Literal["container", "script", "dag", "resource"]

@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from steps.artifact_store import ArtifactStore
-from steps.errors import WorkflowError
+from steps.core.errors import WorkflowError
+from steps.io.artifact_store import ArtifactStore
 from steps.localrun.expressions import ExpressionError, substitute
 from steps.localrun.model import RetryStrategy, Template, parse_duration_s
 from steps.localrun.process import ProcessResult, run_process

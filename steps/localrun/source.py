@@ -15,7 +15,7 @@ import yaml
 from yaml.constructor import SafeConstructor
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from steps.errors import WorkflowError
+from steps.core.errors import WorkflowError
 
 FieldPath = tuple[str | int, ...]
 

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from serving.features import FeatureSpec
-from steps.settings import ModelKind, TrainSettings
+from steps.core.settings import ModelKind, TrainSettings
 
 XGBOOST_FILE = "model.ubj"
 SKLEARN_FILE = "model.pkl"

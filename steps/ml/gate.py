@@ -15,7 +15,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from steps.settings import GateSettings
+from steps.core.settings import GateSettings
 
 Decision = Literal["promote", "reject"]
 

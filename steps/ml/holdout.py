@@ -23,9 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from steps.data import Dataset
-from steps.errors import DataError
-from steps.settings import DataSettings
+from steps.core.errors import DataError
+from steps.core.settings import DataSettings, TrainSettings
+from steps.ml.dataset import Dataset
 
 ROW_KEY_COLUMN = "loopline_row_key"
 """Column of the logged held-out rows and training keys holding each row's 64-bit key."""
@@ -154,3 +154,31 @@ def _columns(dataset: Dataset, columns: tuple[str, ...], setting: str) -> pd.Dat
                 f"{', '.join(map(str, available))}"
             )
     return pd.concat(parts, axis=1)
+
+
+def carve_validation(
+    train: pd.DataFrame, target: str, params: TrainSettings, seed: int
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
+    """Split the training rows into rows to fit and rows for early stopping (stratified, seeded).
+
+    Returns:
+        ``(fit, validation)``; validation is None when the kind does not boost or early stopping
+        is off.
+
+    Raises:
+        DataError: when a class has too few training rows to appear on both sides.
+    """
+    if params.model_kind == "sklearn-logreg" or not params.early_stopping_rounds:
+        return train, None
+    from sklearn.model_selection import train_test_split
+
+    counts = train[target].value_counts()
+    if counts.min() < 2:
+        raise DataError(
+            f"the training split has {counts.to_dict()} rows per class of {target!r}: too few "
+            "to carve a validation split; use more data or LOOPLINE_TRAIN__EARLY_STOPPING_ROUNDS=0"
+        )
+    fit, validation = train_test_split(
+        train, test_size=params.validation_size, random_state=seed, stratify=train[target]
+    )
+    return fit.reset_index(drop=True), validation.reset_index(drop=True)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 
-METRIC_NAMES = ("roc_auc", "pr_auc", "log_loss", "brier", "accuracy")
-
 
 def classification_metrics(labels: np.ndarray, probability: np.ndarray) -> dict[str, float]:
     """Return ROC AUC, PR AUC (average precision), log loss, Brier score and accuracy at 0.5.

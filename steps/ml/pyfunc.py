@@ -15,10 +15,8 @@ import pandas as pd
 from mlflow.pyfunc.model import PythonModel
 
 from serving.features import FeatureSpec
-from steps.estimators import load_native
-
-NATIVE_ARTIFACT = "native"
-"""Name of the pyfunc artifact: a directory with the native model file and feature_spec.json."""
+from steps.core import names
+from steps.ml.estimators import load_native
 
 
 class LooplineModel(PythonModel):
@@ -26,7 +24,7 @@ class LooplineModel(PythonModel):
 
     def load_context(self, context: Any) -> None:
         """Load the feature spec and the native model from the logged artifacts."""
-        native = Path(context.artifacts[NATIVE_ARTIFACT])
+        native = Path(context.artifacts[names.NATIVE_ARTIFACT])
         self._spec = FeatureSpec.load(native)
         self._predict = load_native(native)
 

@@ -20,12 +20,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from steps.errors import ConfigError, RegistryError
-from steps.settings import Settings, describe_validation_error
-from steps.tracking import mlflow_error
+from steps.core import names
+from steps.core.errors import ConfigError, RegistryError
+from steps.core.settings import Settings, describe_validation_error
+from steps.io.registry import Registry
+from steps.io.tracking import mlflow_error
 
-RECIPE_ARTIFACT = "recipe.json"
-CHAMPION_ALIAS = "champion"
 SECTIONS = ("data", "train", "gate")
 _NOT_RECIPE = frozenset({"data.uri"})
 Origin = Literal["explicit", "champion", "default"]
@@ -94,7 +94,7 @@ def resolve(
 
     Args:
         settings: the run's settings (defaults, environment and flags already applied).
-        explicit: dotted names given explicitly (:func:`steps.settings.explicit_fields`).
+        explicit: dotted names given explicitly (:func:`steps.core.settings.explicit_fields`).
         champion: the current champion's recipe, or None when there is no champion.
 
     Returns:
@@ -132,25 +132,6 @@ def resolve(
     )
 
 
-def champion_version(model_name: str) -> Any | None:
-    """Return the MLflow ``ModelVersion`` the ``champion`` alias points at, None without one.
-
-    MLflow must already point at the registry (:func:`steps.tracking.connect`).
-
-    Raises:
-        RegistryError: when the registry cannot answer.
-    """
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    try:
-        return MlflowClient().get_model_version_by_alias(model_name, CHAMPION_ALIAS)
-    except MlflowException as err:
-        if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
-            return None
-        raise mlflow_error(err, f"cannot read alias {CHAMPION_ALIAS} of {model_name}") from err
-
-
 def champion_recipe(model_name: str) -> ChampionRecipe | None:
     """Return the recipe of ``model_name``'s champion, None when there is no champion.
 
@@ -159,7 +140,7 @@ def champion_recipe(model_name: str) -> ChampionRecipe | None:
     Raises:
         RegistryError: when the champion's run cannot be read.
     """
-    version = champion_version(model_name)
+    version = Registry(model_name).champion()
     if version is None:
         return None
     run_id = str(version.run_id)
@@ -183,21 +164,21 @@ def read_run_recipe(run_id: str) -> dict[str, Any]:
 
     client = MlflowClient()
     try:
-        names = {item.path for item in client.list_artifacts(run_id)}
-        if RECIPE_ARTIFACT not in names:
+        logged = {item.path for item in client.list_artifacts(run_id)}
+        if names.RECIPE_ARTIFACT not in logged:
             return _recipe_from_params(client.get_run(run_id).data.params)
-        text = mlflow.artifacts.load_text(f"runs:/{run_id}/{RECIPE_ARTIFACT}")
+        text = mlflow.artifacts.load_text(f"runs:/{run_id}/{names.RECIPE_ARTIFACT}")
     except MlflowException as err:
         raise mlflow_error(err, f"cannot read the recipe of run {run_id}") from err
     try:
         values = json.loads(text)["values"]
     except (ValueError, KeyError, TypeError) as err:
         raise RegistryError(
-            f"{RECIPE_ARTIFACT} of run {run_id} is not a recipe (expected JSON with 'values'): "
-            f"{err}"
+            f"{names.RECIPE_ARTIFACT} of run {run_id} is not a recipe (expected JSON with "
+            f"'values'): {err}"
         ) from err
     if not isinstance(values, dict):
-        raise RegistryError(f"{RECIPE_ARTIFACT} of run {run_id}: 'values' is not an object")
+        raise RegistryError(f"{names.RECIPE_ARTIFACT} of run {run_id}: 'values' is not an object")
     return values
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from steps.estimators import History
-from steps.gate import Shift
+from steps.ml.estimators import History
+from steps.ml.gate import Shift
 
 PLOTS = ("roc", "precision_recall", "calibration")
 

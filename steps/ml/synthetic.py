@@ -34,8 +34,8 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel
 from rich.progress import Progress
 
-from steps.cli_support import console
-from steps.errors import ConfigError, DataError
+from steps.core.cli_support import console
+from steps.core.errors import ConfigError, DataError
 
 SCENARIOS: dict[str, str] = {
     "none": "no drift: the training distribution",

@@ -2,9 +2,9 @@
 
 :func:`measure` runs ``Report([DataDriftPreset(...)], include_tests=True)`` on the sampled window
 (current) against the champion's reference sample and returns one
-:class:`~steps.drift_policy.ColumnScore` per column: Evidently's method, threshold and score, and
+:class:`~steps.monitor.policy.ColumnScore` per column: Evidently's method, threshold and score, and
 Evidently's own drifted/not verdict (its per-column test: ``FAIL`` means drifted). The decision
-itself is :func:`steps.drift_policy.decide`'s.
+itself is :func:`steps.monitor.policy.decide`'s.
 
 Methods, and why the defaults stay Evidently's: unset, Evidently picks per column from the
 *reference* size (the champion's reference holds ``train.reference_rows``, 5,000 by default).
@@ -38,9 +38,10 @@ from typing import Any
 
 import pandas as pd
 
-from steps.drift_policy import PREDICTION, ColumnKind, ColumnScore
-from steps.errors import ConfigError, DataError
-from steps.settings import DriftSettings
+from serving.inference_log import PREDICTION
+from steps.core.errors import ConfigError, DataError
+from steps.core.settings import DriftSettings
+from steps.monitor.policy import ColumnKind, ColumnScore
 
 ALL_MISSING = "all values missing"
 _VALUE_DRIFT = "evidently:metric_v2:ValueDrift"

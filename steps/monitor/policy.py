@@ -1,7 +1,7 @@
 """The drift decision: a pure function of per-column drift verdicts and a policy.
 
 No I/O and no Evidently here. :func:`decide` takes the per-column scores that
-:mod:`steps.drift_report` measured (each with Evidently's own drifted/not verdict for its
+:mod:`steps.monitor.measure` measured (each with Evidently's own drifted/not verdict for its
 method and threshold) and applies the monitor's policy:
 
 * **drifted** when the share of drifted *features* reaches ``policy.drift_share``, or when any
@@ -19,9 +19,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from steps.settings import DriftSettings
+from steps.core.settings import DriftSettings
 
-PREDICTION = "prediction"
 ColumnKind = Literal["numeric", "categorical", "prediction"]
 Status = Literal["drifted", "stable", "insufficient_data"]
 

@@ -7,11 +7,11 @@ from __future__ import annotations
 import pandas as pd
 from pydantic import BaseModel
 
-from steps.drift_policy import PREDICTION
-from steps.errors import ConfigError, RegistryError
-from steps.evaluate import CHAMPION
-from steps.settings import DriftSettings
-from steps.train import PREDICTION_COLUMN, REFERENCE_ARTIFACT
+from serving.inference_log import PREDICTION
+from steps.core.errors import ConfigError, RegistryError
+from steps.core.names import CHAMPION, REFERENCE_ARTIFACT
+from steps.core.settings import DriftSettings
+from steps.io.registry import Registry
 
 
 class Champion(BaseModel):
@@ -29,7 +29,7 @@ class Champion(BaseModel):
 def load_champion(model_name: str) -> tuple[Champion, pd.DataFrame]:
     """Read the ``champion`` version of ``model_name``, its run's ``features`` and reference.
 
-    MLflow must already point at the registry (:func:`steps.tracking.connect`).
+    MLflow must already point at the registry (:func:`steps.io.tracking.connect`).
 
     Returns:
         The champion (version, run, features split into numeric and categorical by the
@@ -44,14 +44,12 @@ def load_champion(model_name: str) -> tuple[Champion, pd.DataFrame]:
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient()
-    try:
-        version = client.get_model_version_by_alias(model_name, CHAMPION)
-    except MlflowException as err:
+    version = Registry(model_name).champion()
+    if version is None:
         raise RegistryError(
-            f"model {model_name!r} has no {CHAMPION!r} alias in {mlflow.get_registry_uri()}: "
-            f"{err.message} (register a model first: loopline demo, or train, evaluate and "
-            "register)"
-        ) from err
+            f"model {model_name!r} has no {CHAMPION!r} alias in {mlflow.get_registry_uri()} "
+            "(register a model first: loopline demo, or train, evaluate and register)"
+        )
     run_id = str(version.run_id)
     label = f"{model_name}@{CHAMPION} (version {version.version}, run {run_id})"
     try:
@@ -68,7 +66,7 @@ def load_champion(model_name: str) -> tuple[Champion, pd.DataFrame]:
         )
     reference = pd.read_parquet(path)
     features = tuple(features_param.split(","))
-    missing = [name for name in (*features, PREDICTION_COLUMN) if name not in reference.columns]
+    missing = [name for name in (*features, PREDICTION) if name not in reference.columns]
     if missing:
         raise RegistryError(
             f"{label}: reference sample {REFERENCE_ARTIFACT} lacks column(s) {', '.join(missing)}"

@@ -13,7 +13,7 @@ categorical string; both nullable). A row lives under the directory of its own U
 1. it lists only the date directories the window can reach (``since`` prunes older dates;
    ``last_rows`` walks dates newest first until the footers' row counts cover N rows);
 2. each file's footer is checked for the columns needed and their types (a clear
-   :class:`~steps.errors.DataError` names the file, the column and the expected type);
+   :class:`~steps.core.errors.DataError` names the file, the column and the expected type);
 3. for ``last_rows`` a pass over the ``timestamp`` column alone finds the N-th newest timestamp;
 4. a pass over ``model_version`` alone counts the window's rows of *other* model versions
    (they are excluded, and the count reported);
@@ -29,7 +29,6 @@ so the same files, window and seed always give the same sample.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -44,16 +43,19 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pa_dataset
 import pyarrow.fs as pa_fs
 
-from steps.errors import DataError
-from steps.settings import S3Settings
+from serving.inference_log import (
+    DATE_DIR,
+    LAYOUT,
+    MODEL_VERSION,
+    PART_FILE,
+    PREDICTION,
+    TIMESTAMP,
+    model_partition,
+)
+from steps.core.errors import DataError
+from steps.core.settings import S3Settings
 
-TIMESTAMP = "timestamp"
-MODEL_VERSION = "model_version"
-PREDICTION = "prediction"
-LAYOUT = "<log>/model=<model_name>/date=YYYY-MM-DD/part-<epoch_ms>-<uuid8>.parquet"
 BATCH_ROWS = 65_536
-_DATE_DIR = re.compile(r"^date=(\d{4}-\d{2}-\d{2})$")
-_PART_FILE = re.compile(r"^part-.+\.parquet$")
 _FORMAT = pa_dataset.ParquetFileFormat()
 T = TypeVar("T")
 
@@ -145,7 +147,7 @@ class _Reservoir:
 
 def log_location(log_uri: str, model_name: str) -> str:
     """Return where ``model_name``'s files live under ``log_uri`` (for messages)."""
-    return f"{log_uri.rstrip('/')}/model={model_name}"
+    return f"{log_uri.rstrip('/')}/{model_partition(model_name)}"
 
 
 def read_window(
@@ -266,11 +268,11 @@ def _call(what: str, action: Callable[[], T]) -> T:
 
 def _fragments(log: _Log, model_name: str, window: Window) -> list[pa_dataset.Fragment]:
     """The window's candidate files, oldest first, pruned by their date directories."""
-    model_dir = f"{log.base}/model={model_name}"
+    model_dir = f"{log.base}/{model_partition(model_name)}"
     listing = _list(log, model_dir)
     days: list[tuple[date, str]] = []
     for info in listing:
-        matched = _DATE_DIR.match(info.base_name)
+        matched = DATE_DIR.match(info.base_name)
         if info.type == pa_fs.FileType.Directory and matched:
             day = date.fromisoformat(matched.group(1))
             if window.since is None or day >= window.since.astimezone(UTC).date():
@@ -301,7 +303,7 @@ def _day_fragments(log: _Log, path: str) -> list[pa_dataset.Fragment]:
     return [
         _FORMAT.make_fragment(info.path, filesystem=log.filesystem)
         for info in _list(log, path)
-        if info.type == pa_fs.FileType.File and _PART_FILE.match(info.base_name)
+        if info.type == pa_fs.FileType.File and PART_FILE.match(info.base_name)
     ]
 
 

@@ -16,10 +16,14 @@ from pathlib import Path
 
 import pytest
 
-from steps import build, evaluate, recipe, register, tracking, train
-from steps.data import churn_frame
+from steps import evaluate, register, train
+from steps.core import names
+from steps.io import tracking
+from steps.io.registry import Registry
 from steps.localrun.executor import RunOptions, run_workflow
 from steps.localrun.record import RunRecord, read_record
+from steps.ml import servability
+from steps.ml.synthetic import churn_frame
 from tests.fixtures.serving import start_server
 from tests.fixtures.training import small_settings
 
@@ -59,8 +63,8 @@ def champion(tmp_path_factory: pytest.TempPathFactory, churn_parquet: Path) -> I
     evaluate.run(settings, run_id)
     register.run(settings, run_id)
     tracking.connect(settings)
-    version = build.resolve_version(settings, None, "champion")
-    model_dir = build.materialize(settings, version, "champion", state.parent / "model")
+    version = Registry(settings.model_name).resolve(None, "champion")
+    model_dir = servability.materialize(settings, version, "champion", state.parent / "model")
     yield Champion(state=state, data=data, model_dir=model_dir)
 
 
@@ -91,7 +95,7 @@ def _send_traffic(champion: Champion, log_dir: Path, scenario: str, tmp_path: Pa
 
 
 def _monitor(champion: Champion, log_dir: Path, monkeypatch: pytest.MonkeyPatch) -> RunRecord:
-    from steps.settings import Settings
+    from steps.core.settings import Settings
 
     monkeypatch.setenv("LOOPLINE_DRIFT__LOG_URI", str(log_dir))
     return run_workflow(
@@ -138,7 +142,7 @@ def test_drifted_traffic_triggers_a_retrain_that_completes(
     )
     assert child_run.data.tags["loopline.recipe.source"].startswith("champion churn v1 (run ")
     logged = json.loads(
-        mlflow.artifacts.load_text(f"runs:/{child_run.info.run_id}/{recipe.RECIPE_ARTIFACT}")
+        mlflow.artifacts.load_text(f"runs:/{child_run.info.run_id}/{names.RECIPE_ARTIFACT}")
     )
     assert logged["origins"]["data.target"] == "champion"
     assert logged["origins"]["train.max_depth"] == "champion"

@@ -19,7 +19,8 @@ from pipelines.retrain import (
     retrain_template,
 )
 from pipelines.templates import OUT_DIR, PIPELINE_VERSION, PodProfile, step_template
-from steps.settings import ModelKind
+from steps.core.names import STEP_OUTPUTS
+from steps.core.settings import ModelKind
 
 REPO = Path(__file__).resolve().parents[2]
 GATE = "{{tasks.evaluate.outputs.parameters.decision}} == promote"
@@ -41,7 +42,7 @@ STEP_CONTRACT: dict[str, tuple[list[str], list[str], set[str]]] = {
     ),
     "evaluate": (["--run-id"], ["--no-fail-on-reject"], {"decision", "reasons", "report_uri"}),
     "register": (["--run-id", "--pipeline-run"], [], {"model_version", "champion_set"}),
-    "build": (["--model-version", "--platform"], [], {"bento_tag", "archive_uri"}),
+    "build": (["--model-version", "--platform"], [], {"bento_tag", "archive_uri", "model_tag"}),
     "containerize": (
         ["--archive-uri", "--platforms", "--registry", "--builder"],
         ["--skip-if-no-builder"],
@@ -311,11 +312,13 @@ def test_submit_file_is_a_workflow_referencing_the_template() -> None:
     assert submit["spec"]["arguments"]["parameters"] == [{"name": "reason", "value": "manual"}]
 
 
-def test_a_stage_appended_later_extends_the_dag_without_rewiring() -> None:
+def test_a_stage_appended_later_extends_the_dag_without_rewiring(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(STEP_OUTPUTS, "deploy", ("canary",))
     deploy = step_template(
         "deploy",
         flags=("image-ref",),
-        outputs=("canary",),
         profile=PodProfile("100m", "128Mi", "200m", "256Mi", deadline_s=600),
     )
     stages = [
@@ -359,9 +362,9 @@ def test_build_dag_rejects_a_stage_listed_twice() -> None:
 def test_the_local_runner_does_not_retry_the_rendered_train_step_on_bad_input(
     loopline_env: Path, tmp_path: Path
 ) -> None:
+    from steps.core.settings import Settings
     from steps.localrun.executor import RunOptions, run_workflow
     from steps.localrun.pods import NOT_RETRIED
-    from steps.settings import Settings
 
     missing = tmp_path / "missing.parquet"
     record = run_workflow(

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from steps.core.settings import Settings
 from steps.localrun.executor import RunOptions, run_workflow
-from steps.settings import Settings
 
 pytestmark = pytest.mark.integration
 
@@ -20,7 +20,7 @@ def test_rendered_retrain_trains_gates_registers_builds_and_skips_the_image(
 ) -> None:
     from mlflow.tracking import MlflowClient
 
-    from steps import tracking
+    from steps.io import tracking
 
     # Nodes inherit the environment: few trees keep this test short.
     monkeypatch.setenv("LOOPLINE_TRAIN__N_ESTIMATORS", "30")

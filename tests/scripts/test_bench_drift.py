@@ -11,7 +11,7 @@ from rich.progress import Progress
 from typer.testing import CliRunner
 
 from scripts import bench_drift
-from steps.drift_window import Window, read_window
+from steps.monitor.window import Window, read_window
 
 
 @pytest.fixture(scope="module")

@@ -29,7 +29,7 @@ from scripts.bench.results import (
 from scripts.bench.servers import request_body, response_probability
 from scripts.bench.wrk import WrkError, parse_wrk_output, wrk_command
 from scripts.bench_serving import parse_connections, parse_servers
-from steps.errors import ConfigError
+from steps.core.errors import ConfigError
 from tests.fixtures.common import require_tool
 
 # What bench.lua's done() printed after wrk's own summary in a real 3 s run.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from scripts.loadtest import ID_COLUMNS, parse_stats, row_pool
-from steps.errors import ConfigError
+from steps.core.errors import ConfigError
 
 HEADER = (
     "Type,Name,Request Count,Failure Count,Median Response Time,Average Response Time,"

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from scripts.serve import serve_command
-from steps.errors import ConfigError
+from steps.core.errors import ConfigError
 from tests.fixtures.serving import REPO, TinyModel, sample_rows, serving_env, start_server
 from tests.fixtures.training import TrainedRun
 

@@ -23,8 +23,8 @@ def test_served_champion_matches_the_mlflow_model(
     import pandas as pd
 
     from scripts.serve import champion_dir
-    from steps import tracking
-    from steps.train import HOLDOUT_ARTIFACT
+    from steps.core.names import HOLDOUT_ARTIFACT
+    from steps.io import tracking
 
     model_dir = champion_dir(champion_store.settings)
     tracking.connect(champion_store.settings)

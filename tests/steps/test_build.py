@@ -13,7 +13,8 @@ import yaml
 
 from serving.model import ModelKind as ServingKind
 from steps import build
-from steps.errors import ConfigError, RegistryError, ServabilityError
+from steps.core.errors import ConfigError, RegistryError, ServabilityError
+from steps.ml import servability
 from tests.fixtures.s3 import S3Server
 from tests.fixtures.training import TrainedRun
 
@@ -45,7 +46,7 @@ def test_a_kind_without_a_committed_lock_has_no_serving_image(
         build.bentofile("churn:v1-abc", "sklearn")
     monkeypatch.delitem(REQUIREMENTS_LOCKS, "xgboost")
     with pytest.raises(ServabilityError, match=r"serving/requirements-xgboost\.lock"):
-        build.requirements_lock("xgboost")
+        servability.requirements_lock("xgboost")
 
 
 def _pins(lock: str) -> dict[str, str]:
@@ -56,7 +57,7 @@ def _pins(lock: str) -> dict[str, str]:
 
 
 def test_the_xgboost_lock_holds_no_training_library() -> None:
-    pins = _pins(build.requirements_lock("xgboost"))
+    pins = _pins(servability.requirements_lock("xgboost"))
     assert {"bentoml", "xgboost-cpu", "numpy", "pyarrow"} <= pins.keys()
     assert pins["xgboost-cpu"] == version("xgboost-cpu")
     # scipy stays: xgboost/core.py imports scipy.sparse (~0.5 s), never scipy.stats.
@@ -64,7 +65,7 @@ def test_the_xgboost_lock_holds_no_training_library() -> None:
 
 
 def test_the_sklearn_lock_holds_the_training_scikit_learn_and_no_xgboost() -> None:
-    pins = _pins(build.requirements_lock("sklearn"))
+    pins = _pins(servability.requirements_lock("sklearn"))
     assert {"bentoml", "numpy", "pyarrow", "scipy"} <= pins.keys()
     # A pickle loads only with the scikit-learn (and joblib) that wrote it: uv.lock's versions.
     assert (pins["scikit-learn"], pins["joblib"]) == (version("scikit-learn"), version("joblib"))
@@ -73,7 +74,7 @@ def test_the_sklearn_lock_holds_the_training_scikit_learn_and_no_xgboost() -> No
 
 def test_equal_scores_pass_and_any_difference_beyond_tolerance_is_named() -> None:
     expected = np.array([0.1, 0.5, 0.9])
-    assert build.compare_scores("xgboost", "model.ubj", expected, expected + 4e-7) == (
+    assert servability.compare_scores("xgboost", "model.ubj", expected, expected + 4e-7) == (
         pytest.approx(4e-7)
     )
     off = expected.copy()
@@ -83,13 +84,13 @@ def test_equal_scores_pass_and_any_difference_beyond_tolerance_is_named() -> Non
         match=r"model kind sklearn \(model\.pkl\) scores its input example differently when "
         r"served: max abs difference 2e-06 from the MLflow model, expected <= 1e-06",
     ):
-        build.compare_scores("sklearn", "model.pkl", expected, off)
+        servability.compare_scores("sklearn", "model.pkl", expected, off)
     with pytest.raises(ServabilityError, match="max abs difference nan"):
-        build.compare_scores("sklearn", "model.pkl", expected, np.array([0.1, np.nan, 0.9]))
+        servability.compare_scores("sklearn", "model.pkl", expected, np.array([0.1, np.nan, 0.9]))
     with pytest.raises(ServabilityError, match=r"served \(2,\) probabilities .* gives \(3,\)"):
-        build.compare_scores("sklearn", "model.pkl", expected, expected[:2])
+        servability.compare_scores("sklearn", "model.pkl", expected, expected[:2])
     with pytest.raises(ServabilityError, match="at least one row"):
-        build.compare_scores("sklearn", "model.pkl", expected[:0], expected[:0])
+        servability.compare_scores("sklearn", "model.pkl", expected[:0], expected[:0])
 
 
 @pytest.mark.integration

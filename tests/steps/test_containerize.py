@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from steps import build, containerize
-from steps.errors import BuildError, ConfigError
+from steps.core.errors import BuildError, ConfigError
 from tests.fixtures.training import TrainedRun
 
 FAKE_BUILDCTL = Path(__file__).resolve().parents[1] / "fixtures" / "bin" / "buildctl_daemonless.py"

@@ -17,16 +17,19 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from steps.data import app, churn_frame, dataset_from_frame, generate_churn, load_dataset
-from steps.data_generate import (
+from steps.core.errors import ConfigError, DataError
+from steps.data import app
+from steps.ml.dataset import dataset_from_frame, load_dataset
+from steps.ml.synthetic import (
     CATEGORIES,
     DEFAULT_START,
     NUMERIC_FEATURES,
     SCENARIOS,
     WINDOW,
     _reference_std,
+    churn_frame,
+    generate_churn,
 )
-from steps.errors import ConfigError, DataError
 from tests.fixtures.s3 import S3Server
 
 REPO = Path(__file__).resolve().parents[2]
@@ -274,7 +277,7 @@ def test_chunked_writing_keeps_peak_memory_bounded(tmp_path: Path) -> None:
         """
         import json, resource, sys
         from pathlib import Path
-        from steps.data_generate import generate_churn
+        from steps.ml.synthetic import generate_churn
         out = Path(sys.argv[1])
         generate_churn(out / "warm.parquet", rows=1_000, show_progress=False)
         before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -17,12 +17,13 @@ import pyarrow as pa
 import pytest
 from typer.testing import CliRunner
 
-from steps import drift, evaluate, register, tracking, train
+from steps import drift, evaluate, register, train
 from steps.cli import app
-from steps.data_generate import NUMERIC_FEATURES, churn_frame
-from steps.errors import ConfigError, RegistryError
-from steps.outputs import read_output
-from steps.settings import DriftSettings, Settings, load_settings
+from steps.core.errors import ConfigError, RegistryError
+from steps.core.outputs import read_output
+from steps.core.settings import DriftSettings, Settings, load_settings
+from steps.io import tracking
+from steps.ml.synthetic import NUMERIC_FEATURES, churn_frame
 from tests.fixtures.inference_log import write_log, write_raw_part
 from tests.fixtures.training import small_settings
 

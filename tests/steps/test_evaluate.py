@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from steps import evaluate, register, train
 from steps.cli import app
-from steps.holdout import ROW_KEY_COLUMN
+from steps.core import names
+from steps.ml.holdout import ROW_KEY_COLUMN
 from tests.fixtures.training import small_settings
 
 pytestmark = pytest.mark.integration
@@ -50,7 +51,7 @@ def test_first_challenger_is_promoted_and_report_is_logged(
     assert logged["decision"] == "promote"
     assert logged["models"]["challenger"]["roc_auc"] == result.challenger_metrics["roc_auc"]
     tags = MlflowClient().get_run(trained.run_id).data.tags
-    assert tags[evaluate.DECISION_TAG] == "promote"
+    assert tags[names.DECISION_TAG] == "promote"
 
 
 def test_weak_challenger_is_rejected_against_the_champion(
@@ -152,10 +153,10 @@ def test_retrain_with_another_seed_is_scored_on_rows_neither_model_trained_on(
         path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact)
         return set(pd.read_parquet(path)[ROW_KEY_COLUMN].tolist())
 
-    held = keys(challenger_run, train.HOLDOUT_ARTIFACT)
-    assert held == keys(champion_run, train.HOLDOUT_ARTIFACT)  # the seed moved no row
-    assert not held & keys(challenger_run, train.TRAIN_KEYS_ARTIFACT)
-    assert not held & keys(champion_run, train.TRAIN_KEYS_ARTIFACT)
+    held = keys(challenger_run, names.HOLDOUT_ARTIFACT)
+    assert held == keys(champion_run, names.HOLDOUT_ARTIFACT)  # the seed moved no row
+    assert not held & keys(challenger_run, names.TRAIN_KEYS_ARTIFACT)
+    assert not held & keys(champion_run, names.TRAIN_KEYS_ARTIFACT)
     logged = _metrics_json(challenger_run)
     assert [(o["label"], o["seen_rows"]) for o in logged["overlaps"]] == [
         ("challenger", 0),

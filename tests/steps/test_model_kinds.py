@@ -22,7 +22,8 @@ import pytest
 
 from serving.model import MODEL_FILES
 from steps import build, evaluate, register, train
-from steps.settings import ModelKind, Settings
+from steps.core.settings import ModelKind, Settings
+from steps.ml import servability
 from tests.fixtures.serving import REPO, start_server
 from tests.fixtures.training import small_settings
 
@@ -92,7 +93,7 @@ def test_a_model_kind_is_trained_gated_registered_built_and_served(
     registered = register.run(settings, run_id)
     assert (registered.model_version, registered.champion_set) == ("1", True)
     assert registered.servability.model_kind == served_as
-    assert registered.servability.max_abs_diff <= build.MAX_ABS_DIFF
+    assert registered.servability.max_abs_diff <= servability.MAX_ABS_DIFF
 
     # built into a bento that installs exactly its kind's lock,
     built = build.run(settings, alias="champion", platform="linux/amd64,linux/arm64")

@@ -9,8 +9,9 @@ from typer.testing import CliRunner
 
 from steps import evaluate, register, train
 from steps.cli import app
-from steps.errors import RegistryError, ServabilityError
-from steps.settings import Settings
+from steps.core import names
+from steps.core.errors import RegistryError, ServabilityError
+from steps.core.settings import Settings
 from tests.fixtures.training import small_settings
 
 pytestmark = pytest.mark.integration
@@ -19,7 +20,7 @@ pytestmark = pytest.mark.integration
 def _aliases(settings: Settings, name: str) -> dict[str, str]:
     from mlflow.tracking import MlflowClient
 
-    from steps import tracking
+    from steps.io import tracking
 
     tracking.connect(settings)
     return {k: str(v) for k, v in MlflowClient().get_registered_model(name).aliases.items()}
@@ -105,10 +106,10 @@ def _native_dir(settings: Settings, run_id: str) -> Path:
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from steps import tracking
+    from steps.io import tracking
 
     tracking.connect(settings)
-    model_id = MlflowClient().get_run(run_id).data.tags[train.MODEL_ID_TAG]
+    model_id = MlflowClient().get_run(run_id).data.tags[names.MODEL_ID_TAG]
     location = mlflow.get_logged_model(model_id).artifact_location
     return Path(location.removeprefix("file://")) / "artifacts" / "native"
 

@@ -8,10 +8,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from steps import holdout, train
-from steps.data import load_dataset
-from steps.errors import ConfigError
-from steps.settings import DataSettings, TrainSettings
+from serving.inference_log import PREDICTION
+from steps import train
+from steps.core import names
+from steps.core.errors import ConfigError
+from steps.core.settings import DataSettings, TrainSettings
+from steps.ml import holdout
+from steps.ml.dataset import encode, fit_spec, load_dataset
 from tests.fixtures.training import TrainedRun, small_settings
 
 
@@ -21,9 +24,9 @@ def test_feature_spec_is_fitted_on_the_training_split_only(churn_parquet: Path) 
     column = dataset.categorical[0]
     held = chosen.holdout.copy()
     held.loc[0, column] = "never-seen-in-training"
-    spec = train.fit_spec(dataset, chosen.train)
+    spec = fit_spec(dataset, chosen.train)
     assert "never-seen-in-training" not in spec.categorical[column]
-    encoded = train.encode(spec, held)
+    encoded = encode(spec, held)
     assert np.isnan(encoded[0, spec.order.index(column)])
 
 
@@ -31,13 +34,13 @@ def test_validation_rows_come_from_the_training_split_stratified(churn_parquet: 
     dataset = load_dataset(str(churn_parquet), target="churned")
     chosen = holdout.split(dataset, DataSettings(), 0.2)
     params = TrainSettings(validation_size=0.25)
-    fit, validation = train.carve_validation(chosen.train, "churned", params, seed=3)
+    fit, validation = holdout.carve_validation(chosen.train, "churned", params, seed=3)
     assert validation is not None
     assert len(fit) + len(validation) == len(chosen.train)
     assert len(validation) == pytest.approx(0.25 * len(chosen.train), abs=1)
     assert validation["churned"].mean() == pytest.approx(chosen.train["churned"].mean(), abs=0.01)
     logistic = params.model_copy(update={"model_kind": "sklearn-logreg"})
-    assert train.carve_validation(chosen.train, "churned", logistic, seed=3)[1] is None
+    assert holdout.carve_validation(chosen.train, "churned", logistic, seed=3)[1] is None
 
 
 def test_run_without_data_uri_names_the_setting(tmp_path: Path) -> None:
@@ -53,7 +56,7 @@ def test_run_logs_params_metrics_model_and_lineage(trained_run: TrainedRun) -> N
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    from steps import tracking
+    from steps.io import tracking
 
     tracking.connect(trained_run.settings)
     run = MlflowClient().get_run(trained_run.run_id)
@@ -73,10 +76,10 @@ def test_run_logs_params_metrics_model_and_lineage(trained_run: TrainedRun) -> N
     assert params["holdout"] == "newest 20% by event_timestamp"
     reference = pd.read_parquet(
         mlflow.artifacts.download_artifacts(
-            run_id=trained_run.run_id, artifact_path=train.REFERENCE_ARTIFACT
+            run_id=trained_run.run_id, artifact_path=names.REFERENCE_ARTIFACT
         )
     )
-    assert train.PREDICTION_COLUMN in reference.columns
+    assert PREDICTION in reference.columns
     assert len(reference) == min(
         trained_run.settings.train.reference_rows, int(params["rows_train"])
     )
@@ -90,12 +93,13 @@ def test_pyfunc_and_native_model_give_identical_probabilities(trained_run: Train
     import mlflow
 
     from serving.features import FeatureSpec
-    from steps import estimators, tracking
+    from steps.io import tracking
+    from steps.ml import estimators
 
     tracking.connect(trained_run.settings)
     holdout = pd.read_parquet(
         mlflow.artifacts.download_artifacts(
-            run_id=trained_run.run_id, artifact_path=train.HOLDOUT_ARTIFACT
+            run_id=trained_run.run_id, artifact_path=names.HOLDOUT_ARTIFACT
         )
     )
     native = Path(
@@ -104,7 +108,7 @@ def test_pyfunc_and_native_model_give_identical_probabilities(trained_run: Train
         )
     )
     spec = FeatureSpec.load(native)
-    by_native = estimators.load_native(native)(train.encode(spec, holdout))
+    by_native = estimators.load_native(native)(encode(spec, holdout))
     by_pyfunc = mlflow.pyfunc.load_model(f"runs:/{trained_run.run_id}/model").predict(holdout)
     assert np.allclose(by_native, by_pyfunc, atol=1e-7)
     assert 0.0 < by_native.min() < by_native.max() < 1.0
@@ -116,7 +120,7 @@ def test_same_seed_same_model_different_seed_different_model(
 ) -> None:
     from mlflow.tracking import MlflowClient
 
-    from steps import tracking
+    from steps.io import tracking
 
     again = train.run(small_settings(tmp_path / "a", churn_parquet))
     other = train.run(small_settings(tmp_path / "b", churn_parquet).model_copy(update={"seed": 9}))

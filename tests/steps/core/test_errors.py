@@ -10,9 +10,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from steps import errors, tracking
-from steps.cli_support import reports_errors
-from steps.errors import (
+from steps.core import errors
+from steps.core.cli_support import reports_errors
+from steps.core.errors import (
     NOT_RETRIED_EXIT_CODES,
     BuildError,
     ConfigError,
@@ -25,7 +25,8 @@ from steps.errors import (
     StoreError,
     WorkflowError,
 )
-from steps.settings import Settings
+from steps.core.settings import Settings
+from steps.io import tracking
 
 EXPECTED_EXIT_CODES: dict[type[LooplineError], int] = {
     ConfigError: 2,
@@ -135,7 +136,7 @@ def test_an_unreachable_tracking_server_is_a_service_error(unreachable_tracking:
 def test_a_step_that_cannot_reach_mlflow_exits_1_so_argo_retries_it(
     unreachable_tracking: str,
 ) -> None:
-    from steps.register import model_app
+    from steps.cli import model_app
 
     result = CliRunner().invoke(model_app, ["show", "churn"])
     assert result.exit_code == 1

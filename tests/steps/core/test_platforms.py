@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from steps.errors import ConfigError
-from steps.platforms import parse_platforms
+from steps.core.errors import ConfigError
+from steps.core.platforms import parse_platforms
 
 
 def test_a_comma_separated_list_is_split_and_trimmed() -> None:

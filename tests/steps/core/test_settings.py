@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from steps.errors import ConfigError
-from steps.settings import load_settings
+from steps.core.errors import ConfigError
+from steps.core.settings import load_settings
 
 
 def test_defaults_keep_everything_under_the_state_dir(loopline_env: Path) -> None:

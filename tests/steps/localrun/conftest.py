@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from steps.core.settings import Settings
 from steps.localrun.executor import RunOptions, run_workflow
 from steps.localrun.record import RunRecord
-from steps.settings import Settings
 
 WriteYaml = Callable[..., Path]
 RunYaml = Callable[..., RunRecord]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from steps.core.settings import Settings
 from steps.localrun.executor import RunOptions, run_workflow
-from steps.settings import Settings
 from tests.fixtures.s3 import S3Server
 from tests.steps.localrun.conftest import RunYaml, WriteYaml
 

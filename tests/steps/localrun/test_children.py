@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from steps.errors import WorkflowError
+from steps.core.errors import WorkflowError
 from steps.localrun.loader import load_workflow
 from steps.localrun.record import read_record
 from tests.steps.localrun.conftest import RunYaml, WriteYaml, line_of

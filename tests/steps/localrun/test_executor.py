@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from steps.errors import WorkflowError
+from steps.core.errors import WorkflowError
 from steps.localrun.record import read_record
 from tests.steps.localrun.conftest import RunYaml
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from steps.errors import WorkflowError
+from steps.core.errors import WorkflowError
 from steps.localrun.features import FEATURES, Support, scope_table
 from steps.localrun.loader import load_workflow
 from steps.localrun.model import parse_duration_s, resolve_parameters

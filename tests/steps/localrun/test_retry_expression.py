@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from steps.errors import WorkflowError
+from steps.core.errors import WorkflowError
 from steps.localrun.expressions import ExpressionError
 from steps.localrun.loader import load_workflow
 from steps.localrun.pods import NOT_RETRIED

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from serving.features import FeatureSpec
-from steps import estimators
-from steps.settings import TrainSettings
+from steps.core.settings import TrainSettings
+from steps.ml import estimators
 
 
 def _noisy(rows: int, seed: int) -> tuple[np.ndarray, np.ndarray]:

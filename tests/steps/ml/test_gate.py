@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from steps.gate import Overlap, Shift, decide
-from steps.settings import GateSettings
+from steps.core.settings import GateSettings
+from steps.ml.gate import Overlap, Shift, decide
 
 POLICY = GateSettings(metric="roc_auc", min_value=0.70, max_regression=0.01)
 

@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from steps import holdout
-from steps.data import dataset_from_frame
-from steps.errors import DataError
-from steps.settings import DataSettings
+from steps.core.errors import DataError
+from steps.core.settings import DataSettings
+from steps.ml import holdout
+from steps.ml.dataset import dataset_from_frame
 
 
 def _table(rows: int = 2_000, seed: int = 0) -> pd.DataFrame:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from steps import recipe
-from steps.errors import ConfigError
-from steps.settings import Settings, explicit_fields, load_settings
+from steps.core.errors import ConfigError
+from steps.core.settings import Settings, explicit_fields, load_settings
+from steps.ml import recipe
 
 CHAMPION = recipe.ChampionRecipe(
     model_name="churn",

@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from steps.drift_report import ALL_MISSING, measure
-from steps.errors import ConfigError
-from steps.settings import DriftSettings
+from steps.core.errors import ConfigError
+from steps.core.settings import DriftSettings
+from steps.monitor.measure import ALL_MISSING, measure
 
 NUMERIC = ["stable", "shifted"]
 CATEGORICAL = ["plan"]

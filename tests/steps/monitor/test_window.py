@@ -13,9 +13,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from steps.data_generate import CATEGORIES, NUMERIC_FEATURES, churn_frame
-from steps.drift_window import Window, read_window
-from steps.errors import DataError
+from steps.core.errors import DataError
+from steps.ml.synthetic import CATEGORIES, NUMERIC_FEATURES, churn_frame
+from steps.monitor.window import Window, read_window
 from tests.fixtures.inference_log import MODEL, write_log, write_raw_part
 from tests.fixtures.s3 import S3Server
 

@@ -1,0 +1,1 @@
+"""Where runs and models live: MLflow tracking, the model registry, the artifact store."""
