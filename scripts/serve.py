@@ -26,6 +26,7 @@ from typing import Annotated
 
 import typer
 
+from serving.model import METADATA_FILENAME
 from steps.core.cli_support import console, new_app, reports_errors
 from steps.core.errors import ConfigError
 from steps.core.settings import Settings, load_settings
@@ -115,7 +116,7 @@ def champion_dir(settings: Settings) -> Path:
     tracking.connect(settings)
     version = Registry(settings.model_name).resolve(None, "champion")
     target = settings.state_path / "serving" / f"{settings.model_name}-v{version.version}"
-    if not (target / "metadata.json").exists():
+    if not (target / METADATA_FILENAME).exists():
         servability.materialize(settings, version, "champion", target)
     console.print(f"serving {settings.model_name} v{version.version} (champion) from {target}")
     return target

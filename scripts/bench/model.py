@@ -14,13 +14,14 @@ take, since they do not know the spec).
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from serving.model import METADATA_FILENAME, ModelMetadata
 
 MODEL_NAME = "churn"
 
@@ -55,7 +56,7 @@ def model_dir(cache_dir: Path, recipe: ModelRecipe) -> Path:
         A directory holding ``model.ubj``, ``feature_spec.json`` and ``metadata.json``.
     """
     directory = cache_dir / recipe.directory_name
-    if (directory / "metadata.json").is_file():
+    if (directory / METADATA_FILENAME).is_file():
         return directory
     staging = directory.with_name(directory.name + ".partial")
     staging.mkdir(parents=True, exist_ok=True)
@@ -92,15 +93,14 @@ def _train_into(directory: Path, recipe: ModelRecipe) -> None:
     )
     fitted.save(directory)
     spec.save(directory)
-    metadata = {
-        "model_name": MODEL_NAME,
-        "model_version": "bench",
-        "alias": None,
-        "run_id": f"bench-{recipe.directory_name}",
-        "data_hash": dataset.content_hash,
-        "git_commit": "bench",
-    }
-    (directory / "metadata.json").write_text(json.dumps(metadata, indent=2) + "\n", "utf-8")
+    ModelMetadata(
+        model_name=MODEL_NAME,
+        model_version="bench",
+        alias=None,
+        run_id=f"bench-{recipe.directory_name}",
+        data_hash=dataset.content_hash,
+        git_commit="bench",
+    ).write(directory)
 
 
 def request_pool(directory: Path, rows: int, seed: int) -> RequestPool:
