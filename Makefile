@@ -15,7 +15,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 export UV_COMPILE_BYTECODE := 1
 SERVE_PORT ?= 3000
 
-.PHONY: help setup demo test test-unit check fmt clean render render-check validate lock-serving mlflow-ui bench-serving bench-drift bench-training serve loadtest system-packages
+.PHONY: help setup demo test test-unit check fmt clean render render-check validate lock-serving mlflow-ui bench-serving bench-drift bench-training serve loadtest system-packages stack-up stack-down
 
 help: ## List the tasks
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -62,10 +62,10 @@ serve: system-packages $(VENV_STAMP) ## Serve the champion on 127.0.0.1:$(SERVE_
 loadtest: system-packages $(VENV_STAMP) ## Locust, headless, against the locally served champion (USERS=32 DURATION=30)
 	$(RUN) python -m scripts.loadtest --users $(or $(USERS),32) --duration-s $(or $(DURATION),30)
 
-render: $(VENV_STAMP) ## Render argo/*.yaml from the Hera definitions in pipelines/
+render: $(VENV_STAMP) ## Render argo/*.yaml (and the generated k8s PrometheusRule) from pipelines/ and steps/platform/slo.py
 	$(RUN) python -m pipelines.render
 
-render-check: $(VENV_STAMP) ## Fail when argo/ differs from a fresh render
+render-check: $(VENV_STAMP) ## Fail when argo/ or the generated k8s file differs from a fresh render
 	$(RUN) python -m pipelines.render --check
 
 validate: $(VENV_STAMP) ## Validate argo/ and k8s/ against their schemas, offline
@@ -89,3 +89,9 @@ bench-drift: $(VENV_STAMP) ## Time the drift check on 100k/1M/10M logged rows (~
 
 clean: ## Remove the local state (MLflow db, artifacts, bentos) and caches
 	rm -rf .loopline .pytest_cache .mypy_cache .ruff_cache
+
+stack-up: system-packages $(VENV_STAMP) ## Start the local serving stack (HAProxy, tracks, Prometheus, Locust) and keep it up
+	$(RUN) loopline stack up
+
+stack-down: $(VENV_STAMP) ## Stop every process of the local serving stack
+	$(RUN) loopline stack down

@@ -1,4 +1,4 @@
-"""The retrain pipeline: train -> evaluate -> register -> build -> containerize.
+"""The retrain pipeline: train -> evaluate -> register -> build -> containerize -> deploy.
 
 Three resources share it:
 
@@ -6,8 +6,8 @@ Three resources share it:
 - CronWorkflow ``retrain-schedule`` (:func:`retrain_schedule`): runs the template weekly.
 - Workflow ``retrain-`` (:func:`retrain_submit`): the file ``argo submit`` takes.
 
-The DAG is built from a list of :class:`Stage` (:func:`retrain_stages`). Later stages (canary
-deploy, promotion) are appended to that list with :data:`PROMOTE_WHEN` as their gate; nothing
+The DAG is built from a list of :class:`Stage` (:func:`retrain_stages`). Later stages (the
+canary promotion) are appended to that list with :data:`PROMOTE_WHEN` as their gate; nothing
 already there is rewired.
 """
 
@@ -229,13 +229,38 @@ def _packaging_stages() -> list[Stage]:
     ]
 
 
+def _deploy_stages() -> list[Stage]:
+    # LOOPLINE_PLATFORM (kubernetes in the cluster's loopline-config, local under `loopline run`)
+    # picks the artifact: the image on a cluster, the bento archive on the local stand-in. The
+    # deadline leaves room for the rollout deadline (deploy.rollout_timeout_s) and the smoke test.
+    deploy = step_template(
+        "deploy",
+        flags=("model-version", "archive-uri", "image-ref", "pipeline-run"),
+        profile=PodProfile("200m", "512Mi", "1", "1Gi", deadline_s=1200),
+        retry_limit=2,
+    )
+    return [
+        Stage(
+            deploy,
+            {
+                "model-version": task_output("register", "model_version"),
+                "archive-uri": task_output("build", "archive_uri"),
+                "image-ref": task_output("containerize", "image_ref"),
+                "pipeline-run": "{{workflow.name}}",
+            },
+            after=("containerize",),
+            when=PROMOTE_WHEN,
+        )
+    ]
+
+
 def retrain_stages() -> list[Stage]:
-    """Return the retrain DAG's stages in order; append new stages (deploy, promote) here.
+    """Return the retrain DAG's stages in order; append new stages (promote) here.
 
     Returns:
         A new list on every call, so callers may extend it without touching shared state.
     """
-    return [*_model_stages(), *_packaging_stages()]
+    return [*_model_stages(), *_packaging_stages(), *_deploy_stages()]
 
 
 def build_dag(stages: Sequence[Stage]) -> DAG:

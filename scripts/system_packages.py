@@ -29,6 +29,9 @@ from dataclasses import dataclass
 SYSTEM_TOOLS: dict[str, str] = {
     # executable on PATH -> the Debian package that installs it
     "wrk": "wrk",  # HTTP load generator: make bench-serving, tests/scripts/test_bench_serving.py
+    "haproxy": "haproxy",  # the local stack's weighted router: loopline stack up
+    "prometheus": "prometheus",  # the local stack's metrics: loopline stack up
+    "promtool": "prometheus",  # checks the serving rules: tests/k8s/test_serving_slo.py
 }
 """Every program outside the virtualenv that a command or test runs. Add new ones here."""
 

@@ -8,8 +8,11 @@ themselves):
   there, unknown or mistyped ones are not;
 - the S3/GCS/... settings inside an Argo artifact-repository ConfigMap against Argo's
   ``ArtifactRepository`` schema;
-- in place of ``kustomize build`` (no binary here): every path a ``kustomization.yaml`` lists
-  exists, and every manifest file under a folder holding kustomizations is listed by one.
+- every path a ``kustomization.yaml`` lists exists, and every manifest file under a folder
+  holding kustomizations is listed by one;
+- every kustomization built (:mod:`scripts.kustomize_build`, in place of ``kustomize build``:
+  no binary here): each output document against its schema, and each pod template against the
+  Pod Security "restricted" profile (:mod:`scripts.pod_security`).
 
 Each problem names the file, the document (1-based), the JSON path and the message; the exit
 code is 1 when there is any, 2 when the schemas folder is missing.
@@ -26,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from scripts.kustomize_build import KustomizeError, build
 from scripts.manifest_schemas import (
     ARTIFACT_REPOSITORY_DEFINITION,
     SCHEMAS_DIR_ENV,
@@ -34,6 +38,7 @@ from scripts.manifest_schemas import (
     UnknownKindError,
     default_schemas_dir,
 )
+from scripts.pod_security import pod_spec, restricted_violations
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_PATHS = (REPO_ROOT / "argo", REPO_ROOT / "k8s")
@@ -253,6 +258,38 @@ def check_kustomizations(root: Path) -> KustomizeReport:
     return KustomizeReport(sorted(problems), frozenset(patches))
 
 
+def build_problems(root: Path, catalog: SchemaCatalog) -> list[Problem]:
+    """Build every kustomization under ``root`` and check what each one outputs.
+
+    Each built document must match its kind's schema in full (an overlay's patches included),
+    and each pod template must meet the "restricted" Pod Security profile. A problem names the
+    kustomization file and the built resource, with document 0.
+
+    Raises:
+        FileNotFoundError: when a schema file is missing.
+    """
+    problems: list[Problem] = []
+    kustomizations = sorted(p for name in KUSTOMIZATION_NAMES for p in root.rglob(name))
+    for kustomization_path in kustomizations:
+        if kustomization_path.resolve().is_relative_to(VENDORED_SCHEMAS_DIR):
+            continue
+        try:
+            documents = build(kustomization_path.parent)
+        except (KustomizeError, yaml.YAMLError) as err:
+            problems.append(Problem(kustomization_path, 0, "", "$", f"cannot build: {err}"))
+            continue
+        for document in documents:
+            name = (document.get("metadata") or {}).get("name", "?")
+            resource = f"{document.get('kind', '?')}/{name}"
+            for json_path, message in schema_errors(document, catalog):
+                problems.append(Problem(kustomization_path, 0, resource, json_path, message))
+            spec = pod_spec(document)
+            for violation in restricted_violations(spec) if spec is not None else []:
+                message = f"pod security (restricted): {violation}"
+                problems.append(Problem(kustomization_path, 0, resource, "$.spec", message))
+    return problems
+
+
 def _yaml_files(root: Path) -> list[Path]:
     if root.is_file():
         return [root]
@@ -280,7 +317,7 @@ def validate_paths(paths: Iterable[Path], catalog: SchemaCatalog) -> tuple[list[
     for path in paths:
         if path.is_dir():
             report = check_kustomizations(path)
-            problems += report.problems
+            problems += report.problems + build_problems(path, catalog)
             patches |= report.patches
         elif not path.exists():
             problems.append(Problem(path, 0, "", "$", "no such file or folder"))

@@ -11,13 +11,14 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from steps import build, containerize, data, demo, drift, evaluate, register, train
+from steps import build, containerize, data, demo, deploy, drift, evaluate, register, train
 from steps.core.cli_support import console, new_app, reports_errors
 from steps.core.errors import RegistryError
 from steps.core.settings import load_settings
 from steps.io import tracking
 from steps.io.registry import Registry
 from steps.localrun.cli import run_command
+from steps.platform.stack_cli import stack_app
 
 app = new_app("Loopline: retrain, ship and guard tabular models with Argo Workflows.")
 model_app = new_app("Inspect registered models and move the champion alias.")
@@ -28,10 +29,12 @@ app.command("evaluate")(evaluate.main)
 app.command("register")(register.main)
 app.command("build")(build.main)
 app.command("containerize")(containerize.main)
+app.command("deploy")(deploy.main)
 app.command("drift")(drift.main)
 app.add_typer(data.app, name="data")
 app.add_typer(model_app, name="model")
 app.command("run")(run_command)
+app.add_typer(stack_app, name="stack")
 
 
 @model_app.command("promote")

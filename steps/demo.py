@@ -1,8 +1,11 @@
 """``loopline demo``: the one-machine quick start.
 
-Generates the demo churn data set if it is not there yet, then runs the rendered retrain
-workflow (``argo/retrain-submit.yaml``) with the local runner, exactly as ``argo submit`` would
-on a cluster, and prints what was registered and built and how to look at it.
+Generates the demo churn data set if it is not there yet, brings the local serving stand-in up
+(``loopline stack``: what the workflow's ``deploy`` task deploys to), then runs the rendered
+retrain workflow (``argo/retrain-submit.yaml``) with the local runner, exactly as ``argo submit``
+would on a cluster, and prints what was registered, built and deployed and how to look at it.
+The stack is stopped at the end unless ``--keep-stack``; its desired state (the version on each
+track, the weights) stays under ``.loopline/stack/`` for the next run or ``loopline stack up``.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from steps.localrun.cli import report
 from steps.localrun.executor import RunOptions, run_workflow
 from steps.localrun.progress import ProgressDisplay
 from steps.localrun.record import RunRecord
+from steps.platform.base import Release, Served
 
 DEMO_ROWS = 20_000
 WORKFLOW = Path(__file__).resolve().parents[1] / "argo" / "retrain-submit.yaml"
@@ -38,8 +42,9 @@ def demo_data(settings: Settings, rows: int) -> Path:
     return path
 
 
-def summary(record: RunRecord, settings: Settings) -> Table:
-    """Return a table of what the run registered and built, read from its node outputs."""
+def summary(record: RunRecord, settings: Settings, served: Served | None = None) -> Table:
+    """Return a table of what the run registered, built and deployed, read from its node
+    outputs, and (given ``served``) what the local stack serves on each track."""
     table = Table(title=f"{record.name}: {record.phase}", title_justify="left")
     table.add_column("what", no_wrap=True)
     table.add_column("value", overflow="fold")
@@ -53,12 +58,40 @@ def summary(record: RunRecord, settings: Settings) -> Table:
         ("bento", outputs.get("build", {}).get("bento_tag")),
         ("bento archive", outputs.get("build", {}).get("archive_uri")),
         ("image", _image(outputs.get("containerize", {}))),
+        ("deployed", _deployed(outputs.get("deploy", {}))),
+        *_stack_rows(settings, served),
         ("run record", str(Path(record.run_dir) / "record.json")),
         ("MLflow UI", tracking.ui_command(settings)),
     ]
     for what, value in rows:
         table.add_row(what, value or "-")
     return table
+
+
+def _deployed(outputs: dict[str, str]) -> str | None:
+    if "track" not in outputs:
+        return None
+    return f"on {outputs['track']}, canary weight {outputs['canary_weight']}%"
+
+
+def _stack_rows(settings: Settings, served: Served | None) -> list[tuple[str, str | None]]:
+    from steps.platform.local.prometheus import base_url
+
+    if served is None:
+        return []
+
+    def describe(release: Release | None) -> str:
+        return f"{release.model_name} v{release.version}" if release else "nothing"
+
+    weights = served.weights
+    stack = settings.stack
+    return [
+        ("stable track", describe(served.stable)),
+        ("canary track", describe(served.canary)),
+        ("weights", f"stable {weights.stable}% / canary {weights.canary}%"),
+        ("router", f"http://{stack.host}:{stack.router_port}"),
+        ("Prometheus", base_url(stack)),
+    ]
 
 
 def _image(outputs: dict[str, str]) -> str | None:
@@ -83,15 +116,34 @@ def _registered(outputs: dict[str, str], settings: Settings) -> str | None:
 @reports_errors
 def demo(
     rows: Annotated[int, typer.Option(help="rows of generated demo data")] = DEMO_ROWS,
+    keep_stack: Annotated[
+        bool, typer.Option(help="leave the local serving stack running afterwards")
+    ] = False,
 ) -> None:
-    """Generate demo data if needed, then run the rendered retrain workflow locally."""
+    """Generate demo data if needed, bring the local serving stack up, run the rendered retrain
+    workflow locally (its deploy task deploys to that stack), then stop the stack."""
+    from steps.platform.local import LocalPlatform
+
     settings = load_settings()
     data_uri = settings.data.uri or str(demo_data(settings, rows))
-    console.print(f"running {WORKFLOW.relative_to(WORKFLOW.parents[1])} on {data_uri}")
-    with ProgressDisplay(console) as display:
-        options = RunOptions(backoff_scale=BACKOFF_SCALE, progress=display.update)
-        record = run_workflow(WORKFLOW, {"data-uri": data_uri}, settings=settings, options=options)
-    console.print(summary(record, settings))
+    stack = LocalPlatform(settings)
+    console.print("starting the local serving stack (router, Prometheus, the served tracks)")
+    stack.up()
+    try:
+        console.print(f"running {WORKFLOW.relative_to(WORKFLOW.parents[1])} on {data_uri}")
+        with ProgressDisplay(console) as display:
+            options = RunOptions(backoff_scale=BACKOFF_SCALE, progress=display.update)
+            record = run_workflow(
+                WORKFLOW, {"data-uri": data_uri}, settings=settings, options=options
+            )
+        if keep_stack:
+            stack.up()  # traffic starts once a track serves a model
+    finally:
+        if not keep_stack:
+            stack.down()
+    console.print(summary(record, settings, stack.served()))
+    if not keep_stack:
+        console.print("the serving stack is stopped; `loopline stack up` restores it as shown")
     if record.phase != "Succeeded":
         report(record)  # each task's outcome, the failed one's exit code and log tail
         raise typer.Exit(1)

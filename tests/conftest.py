@@ -18,6 +18,7 @@ pytest_plugins = [
     "tests.fixtures.mlflow_server",
     "tests.fixtures.training",
     "tests.fixtures.serving",
+    "tests.fixtures.kube_api",
 ]
 
 REPO = Path(__file__).resolve().parent.parent

@@ -11,7 +11,8 @@ exit   meaning                      raised as                                   
 =====  ===========================  ======================================================  =====
 0      done                         (a rejected challenger under ``--no-fail-on-reject``)   -
 1      a service failed or could    :class:`ServiceError`, :class:`StoreError`,             yes
-       not be reached               :class:`BuildError`; and any unexpected exception (a
+       not be reached               :class:`BuildError`, :class:`DeployError`; and any
+                                    unexpected exception (a
                                     bug: exits 1 with its traceback, as Python does)
 2      the input is wrong           :class:`ConfigError`, :class:`DataError`,               never
                                     :class:`RegistryError`, :class:`ServabilityError`,
@@ -93,3 +94,19 @@ class StoreError(LooplineError):
     could not be reached; retried, as it cannot tell which (see the module docstring)."""
 
     exit_code = EXIT_SERVICE_FAILED
+
+
+class DeployError(LooplineError):
+    """A rollout did not become ready, a smoke test failed, or the platform refused a change;
+    retried as transient (a node may be short of capacity). The route is left as it was."""
+
+    exit_code = EXIT_SERVICE_FAILED
+
+
+class DeployConflict(LooplineError):
+    """Another version's canary is in progress: finish or roll it back first (exit 2)."""
+
+
+class StackError(LooplineError):
+    """A part of the local serving stand-in failed to start or stop; the message names it and
+    ends with the tail of its log."""

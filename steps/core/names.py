@@ -44,6 +44,16 @@ CHALLENGER = "challenger"
 PREVIOUS_CHAMPION = "previous_champion"
 VERSION_TAGS = ("run_id", "data_hash", "git_commit", "pipeline_run", "model_kind")
 """Lineage tags register puts on each model version."""
+DEPLOY_TRACK_TAG = "deploy.track"
+"""Model-version tags the deploy step writes: the track (``stable``/``canary``) it went to, ..."""
+DEPLOY_ARTIFACT_TAG = "deploy.artifact"
+"""... the artifact serving it (image reference with digest, or bento tag), ..."""
+DEPLOY_WEIGHTS_TAG = "deploy.weights"
+"""... the route's split it set (``stable=90,canary=10``), ..."""
+DEPLOY_WORKFLOW_TAG = "deploy.workflow"
+"""... the workflow that deployed it, ..."""
+DEPLOY_TIME_TAG = "deploy.time"
+"""... and when (UTC, ISO 8601)."""
 
 # --- Step output parameters (files in --out-dir; Argo reads them with valueFrom.path) -----------
 STEP_OUTPUTS: dict[str, tuple[str, ...]] = {
@@ -54,4 +64,5 @@ STEP_OUTPUTS: dict[str, tuple[str, ...]] = {
     "build": ("bento_tag", "archive_uri", "model_tag"),
     "containerize": ("image_ref", "image_built"),
     "drift": ("drifted", "reason", "report_uri", "status", "model_version", "drifted_share"),
+    "deploy": ("track", "canary_weight", "endpoint"),
 }

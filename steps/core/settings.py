@@ -133,6 +133,42 @@ class DriftSettings(_Section):
         return timedelta(seconds=int(self.since[:-1]) * _DURATION_SECONDS[self.since[-1]])
 
 
+Platform = Literal["local", "kubernetes"]
+
+
+class DeploySettings(_Section):
+    """Where and how a version is deployed as the canary (``steps/deploy.py``)."""
+
+    traffic_steps: tuple[int, ...] = Field(
+        (10, 30, 50, 100), description="canary traffic percentages, in order; the first is set"
+    )
+    rollout_timeout_s: float = Field(600.0, gt=0, description="deadline for a ready rollout")
+    namespace: str = Field("loopline-serving", description="Kubernetes namespace of the tracks")
+    route: str = Field("loopline", description="the HTTPRoute splitting traffic")
+
+    @field_validator("traffic_steps")
+    @classmethod
+    def _increasing_to_100(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or list(value) != sorted(set(value)) or value[-1] != 100 or value[0] <= 0:
+            raise ValueError(
+                "expected increasing percentages above 0 ending at 100, e.g. 10,30,50,100"
+            )
+        return value
+
+
+class StackSettings(_Section):
+    """The local serving stand-in (``loopline stack``): ports and the traffic it generates."""
+
+    host: str = "127.0.0.1"
+    router_port: int = Field(8080, ge=1, le=65535, description="HAProxy: the weighted route")
+    router_metrics_port: int = Field(8404, ge=1, le=65535, description="HAProxy exporter")
+    prometheus_port: int = Field(9090, ge=1, le=65535)
+    stable_port: int = Field(3001, ge=1, le=65535, description="bentoml serve, stable track")
+    canary_port: int = Field(3002, ge=1, le=65535, description="bentoml serve, canary track")
+    traffic_rps: float = Field(50.0, ge=0.0, le=2000.0, description="Locust rate; 0: no traffic")
+    start_timeout_s: float = Field(120.0, gt=0, description="deadline for a part to be ready")
+
+
 class Settings(BaseSettings):
     """Every setting of a Loopline run; see the README's configuration table."""
 
@@ -156,6 +192,9 @@ class Settings(BaseSettings):
     train: TrainSettings = TrainSettings()
     gate: GateSettings = GateSettings()
     drift: DriftSettings = DriftSettings()
+    platform: Platform = Field("local", description="where deploy runs: local stack or kubernetes")
+    deploy: DeploySettings = DeploySettings()
+    stack: StackSettings = StackSettings()
 
     @field_validator("tracking_uri")
     @classmethod

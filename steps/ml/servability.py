@@ -223,11 +223,26 @@ def _check_lock_pins(kind: ServingKind, lock: str) -> None:
             )
 
 
-def _mlflow_scores_of_example(model_id: str) -> tuple[Any, np.ndarray]:
+def example_scores(model_uri: str) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """Return a model's logged input example as request rows, and MLflow's probabilities for it.
+
+    What a served copy of the model (``/predict_batch``) must answer, within
+    :data:`MAX_ABS_DIFF` (:func:`compare_scores`).
+
+    Raises:
+        RegistryError: when MLflow cannot load ``model_uri`` or it has no input example.
+    """
+    example, expected = _mlflow_scores_of_example(model_uri)
+    return _request_rows(example), expected
+
+
+def _mlflow_scores_of_example(model_id_or_uri: str) -> tuple[Any, np.ndarray]:
     """The logged model's input example and the pyfunc model's probabilities for it."""
     import mlflow
 
-    uri = f"models:/{model_id}"
+    uri = model_id_or_uri
+    if not uri.startswith("models:/"):
+        uri = f"models:/{uri}"
     try:
         model = mlflow.pyfunc.load_model(uri)
     except mlflow.exceptions.MlflowException as err:

@@ -24,6 +24,7 @@ from steps.localrun.executor import RunOptions, run_workflow
 from steps.localrun.record import RunRecord, read_record
 from steps.ml import servability
 from steps.ml.synthetic import churn_frame
+from tests.fixtures.common import isolated_stack, stop_stack
 from tests.fixtures.serving import start_server
 from tests.fixtures.training import small_settings
 
@@ -98,12 +99,16 @@ def _monitor(champion: Champion, log_dir: Path, monkeypatch: pytest.MonkeyPatch)
     from steps.core.settings import Settings
 
     monkeypatch.setenv("LOOPLINE_DRIFT__LOG_URI", str(log_dir))
-    return run_workflow(
-        ARGO / "drift-monitor.yaml",
-        {"since": "all", "min-rows": "500", "data-uri": str(champion.data)},
-        settings=Settings(state_dir=champion.state),
-        options=RunOptions(backoff_scale=0.0),
-    )
+    isolated_stack(monkeypatch)  # a triggered retrain ends with a deploy to the local stand-in
+    try:
+        return run_workflow(
+            ARGO / "drift-monitor.yaml",
+            {"since": "all", "min-rows": "500", "data-uri": str(champion.data)},
+            settings=Settings(state_dir=champion.state),
+            options=RunOptions(backoff_scale=0.0),
+        )
+    finally:
+        stop_stack(champion.state)
 
 
 def test_drifted_traffic_triggers_a_retrain_that_completes(

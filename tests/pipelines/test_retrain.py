@@ -48,6 +48,11 @@ STEP_CONTRACT: dict[str, tuple[list[str], list[str], set[str]]] = {
         ["--skip-if-no-builder"],
         {"image_ref", "image_built"},
     ),
+    "deploy": (
+        ["--model-version", "--archive-uri", "--image-ref", "--pipeline-run"],
+        [],
+        {"track", "canary_weight", "endpoint"},
+    ),
 }
 
 
@@ -100,6 +105,7 @@ def test_dag_edges_are_the_pipeline_order(template_spec: dict[str, Any]) -> None
         ("evaluate", "register"),
         ("register", "build"),
         ("build", "containerize"),
+        ("containerize", "deploy"),
     }
 
 
@@ -108,7 +114,7 @@ def test_every_task_after_evaluate_is_gated_on_promote(template_spec: dict[str, 
 
     gated = {name for name, task in tasks.items() if task.get("when") == GATE}
 
-    assert gated == {"register", "build", "containerize"}
+    assert gated == {"register", "build", "containerize", "deploy"}
     assert "when" not in tasks["train"] and "when" not in tasks["evaluate"]
     assert PROMOTE_WHEN == GATE
 
@@ -169,6 +175,7 @@ def test_evaluation_report_and_bento_are_key_only_artifacts(template_spec: dict[
     assert artifacts["evaluate"] == ["evaluation"]
     assert artifacts["build"] == ["bento"]
     assert artifacts["train"] == artifacts["register"] == artifacts["containerize"] == []
+    assert artifacts["deploy"] == []
 
 
 def test_tasks_pass_outputs_of_the_tasks_they_depend_on(template_spec: dict[str, Any]) -> None:
@@ -190,6 +197,14 @@ def test_tasks_pass_outputs_of_the_tasks_they_depend_on(template_spec: dict[str,
         "{{tasks.build.outputs.parameters.archive_uri}}"
     )
     assert argument("containerize", "registry") == "{{workflow.parameters.image-registry}}"
+    assert argument("deploy", "model-version") == (
+        "{{tasks.register.outputs.parameters.model_version}}"
+    )
+    assert argument("deploy", "archive-uri") == "{{tasks.build.outputs.parameters.archive_uri}}"
+    assert argument("deploy", "image-ref") == (
+        "{{tasks.containerize.outputs.parameters.image_ref}}"
+    )
+    assert argument("deploy", "pipeline-run") == "{{workflow.name}}"
 
 
 def test_workflow_parameters_have_defaults_for_what_a_run_varies(
@@ -315,18 +330,18 @@ def test_submit_file_is_a_workflow_referencing_the_template() -> None:
 def test_a_stage_appended_later_extends_the_dag_without_rewiring(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setitem(STEP_OUTPUTS, "deploy", ("canary",))
-    deploy = step_template(
-        "deploy",
-        flags=("image-ref",),
+    monkeypatch.setitem(STEP_OUTPUTS, "promote", ("weight",))
+    promote = step_template(
+        "promote",
+        flags=("model-version",),
         profile=PodProfile("100m", "128Mi", "200m", "256Mi", deadline_s=600),
     )
     stages = [
         *retrain_stages(),
         Stage(
-            deploy,
-            {"image-ref": "{{tasks.containerize.outputs.parameters.image_ref}}"},
-            after=("containerize",),
+            promote,
+            {"model-version": "{{tasks.register.outputs.parameters.model_version}}"},
+            after=("deploy",),
             when=PROMOTE_WHEN,
         ),
     ]
@@ -334,14 +349,16 @@ def test_a_stage_appended_later_extends_the_dag_without_rewiring(
     spec = retrain_template(stages).to_dict()["spec"]
 
     tasks = _tasks(spec)
-    assert list(tasks) == ["train", "evaluate", "register", "build", "containerize", "deploy"]
-    assert tasks["deploy"]["depends"] == "containerize"
-    assert tasks["deploy"]["when"] == GATE
+    assert list(tasks) == [
+        "train", "evaluate", "register", "build", "containerize", "deploy", "promote"
+    ]  # fmt: skip
+    assert tasks["promote"]["depends"] == "deploy"
+    assert tasks["promote"]["when"] == GATE
     assert _tasks(_document("retrain.yaml")["spec"]) == {
-        name: task for name, task in tasks.items() if name != "deploy"
+        name: task for name, task in tasks.items() if name != "promote"
     }
-    assert shlex.join(_templates(spec)["deploy"]["container"]["command"]) == (
-        "python -m steps.deploy"
+    assert shlex.join(_templates(spec)["promote"]["container"]["command"]) == (
+        "python -m steps.promote"
     )
 
 

@@ -9,13 +9,15 @@ import pytest
 
 from steps.core.settings import Settings
 from steps.localrun.executor import RunOptions, run_workflow
+from steps.localrun.record import RunRecord
+from tests.fixtures.common import isolated_stack, stop_stack
 
 pytestmark = pytest.mark.integration
 
 ARGO = Path(__file__).resolve().parents[2] / "argo"
 
 
-def test_rendered_retrain_trains_gates_registers_builds_and_skips_the_image(
+def test_rendered_retrain_trains_gates_registers_builds_skips_the_image_and_deploys(
     tmp_path: Path, churn_parquet: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from mlflow.tracking import MlflowClient
@@ -26,19 +28,30 @@ def test_rendered_retrain_trains_gates_registers_builds_and_skips_the_image(
     monkeypatch.setenv("LOOPLINE_TRAIN__N_ESTIMATORS", "30")
     monkeypatch.chdir(tmp_path)  # the state dir is relative: nodes must still share it
     settings = Settings(state_dir=Path(".loopline"))
+    isolated_stack(monkeypatch)
 
-    record = run_workflow(
-        ARGO / "retrain-submit.yaml",
-        {"data-uri": str(churn_parquet), "reason": "manual"},
-        settings=settings,
-        options=RunOptions(backoff_scale=0.0),
-    )
+    try:
+        record = run_workflow(
+            ARGO / "retrain-submit.yaml",
+            {"data-uri": str(churn_parquet), "reason": "manual"},
+            settings=settings,
+            options=RunOptions(backoff_scale=0.0),
+        )
+    finally:
+        stopped = stop_stack(settings.state_path)
 
     assert record.phase == "Succeeded", [(n.display_name, n.phase, n.message) for n in record.nodes]
     phases = {n.display_name: n.phase for n in record.nodes if n.type != "DAG"}
     assert phases == dict.fromkeys(
-        ("train", "evaluate", "register", "build", "containerize"), "Succeeded"
+        ("train", "evaluate", "register", "build", "containerize", "deploy"), "Succeeded"
     )
+    # The first version goes straight to stable at 100 %; the deploy node had started the stack.
+    assert out_of(record, "deploy") == {
+        "track": "stable",
+        "canary_weight": "0",
+        "endpoint": out_of(record, "deploy")["endpoint"],
+    }
+    assert "stable" in stopped
     out = {n.display_name: n.outputs.parameters for n in record.nodes}
     assert out["evaluate"]["decision"] == "promote"
     assert out["register"] == {"model_version": "1", "champion_set": "true"}
@@ -52,3 +65,8 @@ def test_rendered_retrain_trains_gates_registers_builds_and_skips_the_image(
     version = MlflowClient().get_model_version("churn", "1")
     assert version.run_id == out["train"]["run_id"]
     assert version.tags["pipeline_run"] == record.name
+
+
+def out_of(record: RunRecord, task: str) -> dict[str, str]:
+    """The output parameters of ``task`` in ``record``."""
+    return dict(record.node(task).outputs.parameters)

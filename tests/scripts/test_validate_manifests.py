@@ -23,6 +23,7 @@ from scripts.manifest_schemas import (
 )
 from scripts.validate_manifests import (
     Problem,
+    build_problems,
     check_kustomizations,
     main,
     schema_errors,
@@ -257,6 +258,12 @@ def _kustomize_tree(root: Path) -> None:
     _write(
         root / "base" / "sa.yaml",
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "sa"}},
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": "r"},
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}],
+        },
     )
     _write(
         root / "overlay" / "kustomization.yaml",
@@ -278,6 +285,7 @@ def test_kustomize_tree_with_everything_listed_passes(
 
     assert problems == []
     assert checked == 2
+    assert build_problems(tmp_path, catalog) == []
 
 
 def test_missing_resource_and_unlisted_manifest_are_reported(
@@ -322,8 +330,80 @@ def test_a_patch_is_partial_but_its_typos_still_fail(
 
     problems, _ = validate_paths([tmp_path], catalog)
 
-    assert [(p.file, p.path) for p in problems] == [(patch, "$.rules[0]")]
-    assert "'resource' was unexpected" in problems[0].message
+    # Once as the patch file, once in the overlay's built Role.
+    assert [(p.file, p.resource, p.path) for p in problems] == [
+        (tmp_path / "overlay" / "kustomization.yaml", "Role/r", "$.rules[0]"),
+        (patch, "Role/r", "$.rules[0]"),
+    ]
+    assert all("'resource' was unexpected" in problem.message for problem in problems)
+
+
+def test_a_built_overlay_is_checked_in_full(tmp_path: Path, catalog: SchemaCatalog) -> None:
+    _kustomize_tree(tmp_path)
+    # Valid as a partial patch, but it empties a required list of the built Role.
+    _write(
+        tmp_path / "overlay" / "patch.yaml",
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role", "metadata": {"name": "r"}},
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "gone"}},
+    )
+
+    problems, _ = validate_paths([tmp_path], catalog)
+
+    assert [(p.file.name, p.message) for p in problems] == [
+        (
+            "kustomization.yaml",
+            "cannot build: "
+            f"{tmp_path / 'overlay' / 'kustomization.yaml'}: patches[0]: expected one "
+            "strategic-merge patch (JSON 6902 unsupported)",
+        )
+    ]
+
+
+def test_a_workload_an_overlay_makes_privileged_is_reported(
+    tmp_path: Path, catalog: SchemaCatalog
+) -> None:
+    _kustomize_tree(tmp_path)
+    pod = {
+        "automountServiceAccountToken": False,
+        "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+        "containers": [
+            {
+                "name": "app",
+                "image": "app:1",
+                "securityContext": {
+                    "allowPrivilegeEscalation": False,
+                    "readOnlyRootFilesystem": True,
+                    "capabilities": {"drop": ["ALL"]},
+                },
+            }
+        ],
+    }
+    deployment = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "app"},
+        "spec": {
+            "selector": {"matchLabels": {"app": "a"}},
+            "template": {"metadata": {"labels": {"app": "a"}}, "spec": pod},
+        },
+    }
+    _write(tmp_path / "base" / "sa.yaml", deployment)
+    _write(tmp_path / "base" / "kustomization.yaml", {"resources": ["sa.yaml"]})
+    _write(
+        tmp_path / "overlay" / "patch.yaml",
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "app"},
+            "spec": {"template": {"spec": {"hostNetwork": True}}},
+        },
+    )
+
+    problems, _ = validate_paths([tmp_path], catalog)
+
+    assert [(p.file.parent.name, p.resource, p.message) for p in problems] == [
+        ("overlay", "Deployment/app", "pod security (restricted): hostNetwork is forbidden")
+    ]
 
 
 def test_a_folder_resource_needs_a_kustomization(tmp_path: Path) -> None:

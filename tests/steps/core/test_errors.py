@@ -17,11 +17,14 @@ from steps.core.errors import (
     BuildError,
     ConfigError,
     DataError,
+    DeployConflict,
+    DeployError,
     GateRejected,
     LooplineError,
     RegistryError,
     ServabilityError,
     ServiceError,
+    StackError,
     StoreError,
     WorkflowError,
 )
@@ -38,6 +41,9 @@ EXPECTED_EXIT_CODES: dict[type[LooplineError], int] = {
     GateRejected: 3,
     ServiceError: 1,
     BuildError: 1,
+    DeployError: 1,
+    DeployConflict: 2,
+    StackError: 2,
 }
 
 

@@ -1,0 +1,136 @@
+"""A track of the local stack: a real ``bentoml serve`` of a release's bento archive.
+
+As a cluster pulls an image, the stack fetches the release's exported bento from the artifact
+store (``file://`` or ``s3://``), imports it into the stack's own BentoML home and serves it by
+tag. ``bentoml serve`` outside a container does not apply the bento's ``envs``, so they are set
+here, as the image would, plus where the inference log goes (where the drift monitor reads it).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tarfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from steps.core.errors import DeployError
+from steps.core.settings import Settings
+from steps.io.artifact_store import ArtifactStore
+from steps.platform.base import Release, Track
+from steps.platform.local import processes
+from steps.platform.local.haproxy import track_port
+from steps.platform.local.state import StackPaths
+
+IMPORT_TIMEOUT_S = 300.0
+
+
+@dataclass(frozen=True)
+class Bento:
+    """A bento archive's identity and the environment its image would set."""
+
+    tag: str
+    envs: dict[str, str]
+
+
+def read_bento(archive: Path) -> Bento:
+    """Read the tag and ``envs`` from an exported bento's ``bento.yaml``.
+
+    Raises:
+        DeployError: when the archive is not a bento (naming the file).
+    """
+    try:
+        with tarfile.open(archive) as bundle:
+            member = bundle.extractfile("./bento.yaml")
+            info: dict[str, Any] = yaml.safe_load(member.read()) if member else {}
+    except (tarfile.TarError, KeyError, OSError, yaml.YAMLError) as err:
+        raise DeployError(f"{archive} is not a bento archive (no bento.yaml): {err}") from err
+    envs = {str(item["name"]): str(item.get("value", "")) for item in info.get("envs") or []}
+    return Bento(tag=f"{info['name']}:{info['version']}", envs=envs)
+
+
+def fetch_bento(settings: Settings, paths: StackPaths, release: Release) -> Bento:
+    """Download the release's archive and import it into the stack's BentoML home (once).
+
+    Raises:
+        StoreError: when the archive cannot be read from the artifact store.
+        DeployError: when it is not a bento or ``bentoml import`` fails.
+    """
+    archive = paths.root / "archives" / Path(release.artifact).name
+    if not archive.is_file():
+        ArtifactStore(settings).download(release.artifact, archive)
+    bento = read_bento(archive)
+    name, _, version = bento.tag.partition(":")
+    if not (paths.bentoml_home / "bentos" / name / version / "bento.yaml").is_file():
+        done = subprocess.run(
+            [sys.executable, "-m", "bentoml", "import", str(archive)],
+            env={
+                **os.environ,
+                "BENTOML_HOME": str(paths.bentoml_home),
+                "BENTOML_DO_NOT_TRACK": "True",
+            },
+            capture_output=True,
+            text=True,
+            timeout=IMPORT_TIMEOUT_S,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise DeployError(
+                f"bentoml import of {release.artifact} failed ({done.returncode}): "
+                f"{(done.stderr or done.stdout)[-2000:]}"
+            )
+    return bento
+
+
+def serve_command(
+    settings: Settings, paths: StackPaths, track: Track, bento: Bento
+) -> tuple[list[str], dict[str, str]]:
+    """The ``bentoml serve`` argv serving ``bento`` on ``track``'s port, and the variables it
+    sets on top of the inherited environment (see :func:`environment`)."""
+    stack = settings.stack
+    own = {
+        **bento.envs,
+        "BENTOML_HOME": str(paths.bentoml_home),
+        "BENTOML_DO_NOT_TRACK": "True",
+        "PYTHONPYCACHEPREFIX": str(settings.state_path / "pycache"),
+        "LOOPLINE_SERVING__LEAN_IMPORTS": "true",
+        # where steps.drift reads by default: the stack's traffic is the monitored traffic
+        "LOOPLINE_SERVING__LOG_DIR": settings.drift.log_uri
+        or str(settings.state_path / "inference-log"),
+    }
+    if settings.s3.endpoint_url:
+        own["LOOPLINE_SERVING__S3_ENDPOINT_URL"] = settings.s3.endpoint_url
+    port = str(track_port(stack, track))
+    argv = [
+        sys.executable,
+        "-m",
+        "bentoml",
+        "serve",
+        bento.tag,
+        "--host",
+        stack.host,
+        "--port",
+        port,
+    ]
+    return argv, own
+
+
+def environment(own: dict[str, str]) -> dict[str, str]:
+    """The server's environment: this process' without its serving settings, plus ``own``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPLINE_SERVING__")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # a bytecode cache makes the next start faster
+    return {**env, **own}
+
+
+def url(settings: Settings, track: Track) -> str:
+    """The base URL of ``track``'s server."""
+    return f"http://{settings.stack.host}:{track_port(settings.stack, track)}"
+
+
+def is_ready(base_url: str) -> bool:
+    """True when the server answers ``/readyz`` with 200."""
+    return processes.answers_ok(f"{base_url}/readyz")
