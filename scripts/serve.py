@@ -27,6 +27,7 @@ from typing import Annotated
 import typer
 
 from serving.model import METADATA_FILENAME
+from serving.settings import server_environment
 from steps.core.cli_support import console, new_app, reports_errors
 from steps.core.errors import ConfigError
 from steps.core.settings import Settings, load_settings
@@ -60,16 +61,14 @@ def serve_command(
     """
     if (model_dir is None) == (model_tag is None):
         raise ConfigError("give --model-dir or --model-tag, not both")
-    env = {key: value for key, value in environ.items() if not key.startswith("LOOPLINE_SERVING__")}
+    own = {"LOOPLINE_SERVING__WORKERS": str(workers)}
     if model_dir is not None:
-        env["LOOPLINE_SERVING__MODEL_DIR"] = str(model_dir.resolve())
+        own["LOOPLINE_SERVING__MODEL_DIR"] = str(model_dir.resolve())
     else:
-        env["LOOPLINE_SERVING__MODEL_TAG"] = str(model_tag)
-    env["LOOPLINE_SERVING__LEAN_IMPORTS"] = "true"
-    env["LOOPLINE_SERVING__WORKERS"] = str(workers)
+        own["LOOPLINE_SERVING__MODEL_TAG"] = str(model_tag)
     if log_dir is not None:
-        env["LOOPLINE_SERVING__LOG_DIR"] = str(log_dir.resolve())
-    env.pop("PYTHONDONTWRITEBYTECODE", None)
+        own["LOOPLINE_SERVING__LOG_DIR"] = str(log_dir.resolve())
+    env = server_environment(environ, own)
     env.setdefault("PYTHONPYCACHEPREFIX", str(REPO / ".loopline" / "pycache"))
     env.setdefault("BENTOML_HOME", str(bentoml_home))
     env.setdefault("BENTOML_DO_NOT_TRACK", "True")

@@ -91,18 +91,27 @@ def read_model_dir(directory: Path) -> ModelBundle:
     Raises:
         ModelDirError: naming the missing or invalid file and what it should hold.
     """
+    return ModelBundle(
+        directory=directory,
+        kind=model_kind(directory),
+        spec=_read_spec(directory / SPEC_FILENAME),
+        metadata=_read_metadata(directory / METADATA_FILENAME),
+    )
+
+
+def model_kind(directory: Path) -> ModelKind:
+    """Return the kind of the one model file in ``directory``.
+
+    Raises:
+        ModelDirError: when the directory is missing or holds no or several model files.
+    """
     if not directory.is_dir():
         raise ModelDirError(f"model directory {directory} does not exist")
     kinds = [kind for kind, name in MODEL_FILES.items() if (directory / name).is_file()]
     if len(kinds) != 1:
         expected = " or ".join(MODEL_FILES.values())
         raise ModelDirError(f"{directory} must hold exactly one model file ({expected})")
-    return ModelBundle(
-        directory=directory,
-        kind=kinds[0],
-        spec=_read_spec(directory / SPEC_FILENAME),
-        metadata=_read_metadata(directory / METADATA_FILENAME),
-    )
+    return kinds[0]
 
 
 def check_servable(bundle: ModelBundle) -> ModelBundle:
@@ -142,10 +151,21 @@ def load_predictor(bundle: ModelBundle) -> Predictor:
             cannot be loaded as that kind.
     """
     check_servable(bundle)
-    path = bundle.directory / MODEL_FILES[bundle.kind]
-    if bundle.kind == "xgboost":
+    return load_model_file(bundle.directory, bundle.kind, bundle.spec)
+
+
+def load_model_file(directory: Path, kind: ModelKind, spec: FeatureSpec) -> Predictor:
+    """Load the ``kind`` model file of ``directory`` (scoring ``spec``'s columns).
+
+    The one loader of Loopline's model files: the service and the MLflow pyfunc model use it.
+
+    Raises:
+        ModelDirError: when the file cannot be loaded as that kind.
+    """
+    path = directory / MODEL_FILES[kind]
+    if kind == "xgboost":
         return XGBoostPredictor(path)
-    return SklearnPredictor(path, n_features=len(bundle.spec.order))
+    return SklearnPredictor(path, n_features=len(spec.order))
 
 
 class XGBoostPredictor:

@@ -7,6 +7,7 @@ it has this small pydantic-settings model with the prefix ``LOOPLINE_SERVING__``
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 from pydantic import Field, ValidationError, field_validator, model_validator
@@ -90,3 +91,16 @@ def load_serving_settings() -> ServingSettings:
             else:
                 lines.append(f"  {problem['msg'].removeprefix('Value error, ')}")
         raise ServingConfigError("\n".join(lines)) from err
+
+
+def server_environment(environ: Mapping[str, str], own: Mapping[str, str]) -> dict[str, str]:
+    """The environment of a ``bentoml serve`` of this service, started by another process.
+
+    ``environ`` without its ``LOOPLINE_SERVING__*`` settings (the server's come from ``own``
+    only) and without ``PYTHONDONTWRITEBYTECODE`` (a bytecode cache makes the next start
+    faster); lean imports on; then ``own``, full variable names, which win.
+    """
+    env = {key: value for key, value in environ.items() if not key.startswith(ENV_PREFIX)}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env[f"{ENV_PREFIX}LEAN_IMPORTS"] = "true"
+    return {**env, **own}

@@ -311,9 +311,6 @@ def _record(
     model_name: str, version: str, decision: DeployDecision, artifact: str, pipeline_run: str
 ) -> None:
     """Tag the model version with what was deployed where (MLflow's registry)."""
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
     weights = decision.weights
     tags = {
         names.DEPLOY_TRACK_TAG: decision.track,
@@ -322,12 +319,7 @@ def _record(
         names.DEPLOY_WORKFLOW_TAG: pipeline_run,
         names.DEPLOY_TIME_TAG: datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    client = MlflowClient()
-    try:
-        for name, value in tags.items():
-            client.set_model_version_tag(model_name, version, name, value)
-    except MlflowException as err:
-        raise tracking.mlflow_error(err, f"cannot tag {model_name} v{version}") from err
+    Registry(model_name).set_version_tags(version, tags)
 
 
 app = new_app("Deploy a registered model version as the canary (or first stable).")

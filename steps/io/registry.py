@@ -126,6 +126,20 @@ class Registry:
             time.sleep(0.5)
         return version
 
+    def set_version_tags(self, version: str, tags: dict[str, str]) -> None:
+        """Set ``tags`` on model version ``version``.
+
+        Raises:
+            RegistryError | ServiceError: when MLflow refuses or cannot be reached.
+        """
+        from mlflow.exceptions import MlflowException
+
+        try:
+            for name, value in tags.items():
+                self._client.set_model_version_tag(self.model_name, str(version), name, value)
+        except MlflowException as err:
+            raise mlflow_error(err, f"cannot tag {self.model_name} v{version}") from err
+
     def set_alias(self, alias: str, version: str) -> None:
         """Point ``alias`` at ``version``."""
         self._client.set_registered_model_alias(self.model_name, alias, str(version))

@@ -16,10 +16,8 @@ from typing import Any
 import numpy as np
 
 from serving.features import FeatureSpec
+from serving.model import MODEL_FILES
 from steps.core.settings import ModelKind, TrainSettings
-
-XGBOOST_FILE = "model.ubj"
-SKLEARN_FILE = "model.pkl"
 
 
 @dataclass(frozen=True)
@@ -58,7 +56,7 @@ class FittedModel:
     def save(self, directory: Path) -> Path:
         """Write the native model file into ``directory`` and return its path."""
         if self.kind == "xgboost":
-            path = directory / XGBOOST_FILE
+            path = directory / MODEL_FILES["xgboost"]
             booster = self.estimator.get_booster()
             if self.history is not None:
                 # Only the best rounds: a loaded booster scores with every tree it holds, while
@@ -68,7 +66,7 @@ class FittedModel:
             return path
         import joblib
 
-        path = directory / SKLEARN_FILE
+        path = directory / MODEL_FILES["sklearn"]
         joblib.dump(self.estimator, path)
         return path
 
@@ -113,34 +111,6 @@ def positive_weight(labels: np.ndarray, params: TrainSettings) -> float:
         return 1.0
     positives = int(np.count_nonzero(labels))
     return (len(labels) - positives) / max(positives, 1)
-
-
-def load_native(directory: Path) -> Callable[[np.ndarray], np.ndarray]:
-    """Load the native model file in ``directory``; return a function matrix -> P(positive).
-
-    Raises:
-        FileNotFoundError: when the directory holds no known model file.
-    """
-    if (directory / XGBOOST_FILE).exists():
-        import xgboost
-
-        booster = xgboost.Booster()
-        booster.load_model(directory / XGBOOST_FILE)
-
-        def predict_xgboost(matrix: np.ndarray) -> np.ndarray:
-            return np.asarray(booster.inplace_predict(matrix), dtype=np.float64)
-
-        return predict_xgboost
-    if (directory / SKLEARN_FILE).exists():
-        import joblib
-
-        estimator = joblib.load(directory / SKLEARN_FILE)
-
-        def predict_sklearn(matrix: np.ndarray) -> np.ndarray:
-            return np.asarray(estimator.predict_proba(matrix)[:, 1], dtype=np.float64)
-
-        return predict_sklearn
-    raise FileNotFoundError(f"no {XGBOOST_FILE} or {SKLEARN_FILE} in {directory}")
 
 
 def _fit_xgboost(

@@ -15,8 +15,8 @@ import pandas as pd
 from mlflow.pyfunc.model import PythonModel
 
 from serving.features import FeatureSpec
+from serving.model import load_model_file, model_kind
 from steps.core import names
-from steps.ml.estimators import load_native
 
 
 class LooplineModel(PythonModel):
@@ -26,7 +26,7 @@ class LooplineModel(PythonModel):
         """Load the feature spec and the native model from the logged artifacts."""
         native = Path(context.artifacts[names.NATIVE_ARTIFACT])
         self._spec = FeatureSpec.load(native)
-        self._predict = load_native(native)
+        self._model = load_model_file(native, model_kind(native), self._spec)
 
     # A DataFrame hint: MLflow neither infers a schema from it nor warns (the signature is
     # logged explicitly from the training frame).
@@ -35,4 +35,4 @@ class LooplineModel(PythonModel):
     ) -> np.ndarray:
         """Return the positive-class probability for each row of ``model_input``."""
         columns = {name: model_input[name].to_numpy() for name in self._spec.order}
-        return self._predict(self._spec.encode(columns))
+        return self._model.predict_proba(self._spec.encode(columns))

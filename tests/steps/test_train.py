@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from serving.inference_log import PREDICTION
+from serving.model import load_model_file, model_kind
 from steps import train
 from steps.core import names
 from steps.core.errors import ConfigError
@@ -94,7 +95,6 @@ def test_pyfunc_and_native_model_give_identical_probabilities(trained_run: Train
 
     from serving.features import FeatureSpec
     from steps.io import tracking
-    from steps.ml import estimators
 
     tracking.connect(trained_run.settings)
     holdout = pd.read_parquet(
@@ -108,7 +108,9 @@ def test_pyfunc_and_native_model_give_identical_probabilities(trained_run: Train
         )
     )
     spec = FeatureSpec.load(native)
-    by_native = estimators.load_native(native)(encode(spec, holdout))
+    by_native = load_model_file(native, model_kind(native), spec).predict_proba(
+        encode(spec, holdout)
+    )
     by_pyfunc = mlflow.pyfunc.load_model(f"runs:/{trained_run.run_id}/model").predict(holdout)
     assert np.allclose(by_native, by_pyfunc, atol=1e-7)
     assert 0.0 < by_native.min() < by_native.max() < 1.0

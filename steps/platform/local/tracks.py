@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from serving.settings import server_environment
 from steps.core.errors import DeployError
 from steps.core.settings import Settings
 from steps.io.artifact_store import ArtifactStore
@@ -97,7 +98,6 @@ def serve_command(
         "BENTOML_HOME": str(paths.bentoml_home),
         "BENTOML_DO_NOT_TRACK": "True",
         "PYTHONPYCACHEPREFIX": str(settings.state_path / "pycache"),
-        "LOOPLINE_SERVING__LEAN_IMPORTS": "true",
         # where steps.drift reads by default: the stack's traffic is the monitored traffic
         "LOOPLINE_SERVING__LOG_DIR": settings.drift.log_uri
         or str(settings.state_path / "inference-log"),
@@ -121,9 +121,7 @@ def serve_command(
 
 def environment(own: dict[str, str]) -> dict[str, str]:
     """The server's environment: this process' without its serving settings, plus ``own``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LOOPLINE_SERVING__")}
-    env.pop("PYTHONDONTWRITEBYTECODE", None)  # a bytecode cache makes the next start faster
-    return {**env, **own}
+    return server_environment(os.environ, own)
 
 
 def url(settings: Settings, track: Track) -> str:

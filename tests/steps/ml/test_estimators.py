@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from serving.features import FeatureSpec
+from serving.model import load_model_file, model_kind
 from steps.core.settings import TrainSettings
 from steps.ml import estimators
 
@@ -45,7 +46,7 @@ def test_boosting_stops_early_on_noise_and_the_saved_model_scores_the_same(
     assert min(curve) == pytest.approx(curve[fitted.history.best_iteration - 1])
     fitted.save(tmp_path)
     probe, _ = _noisy(200, 9)
-    saved = estimators.load_native(tmp_path)(probe)
+    saved = load_model_file(tmp_path, model_kind(tmp_path), SPEC).predict_proba(probe)
     assert np.allclose(saved, fitted.positive_probability(probe), atol=1e-6)
 
 
