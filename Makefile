@@ -15,7 +15,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 export UV_COMPILE_BYTECODE := 1
 SERVE_PORT ?= 3000
 
-.PHONY: help setup demo test test-unit check fmt clean render render-check validate lock-serving mlflow-ui bench-serving bench-drift bench-training serve loadtest system-packages stack-up stack-down
+.PHONY: help setup demo test test-unit check fmt clean render render-check validate lock-serving mlflow-ui bench-serving bench-drift bench-training serve loadtest system-packages stack-up stack-down canary-drill canary-status
 
 help: ## List the tasks
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'

@@ -16,10 +16,16 @@ from typing import Any
 
 import yaml
 from hera.workflows import DAG, CronWorkflow, Parameter, Resource, Task
-from hera.workflows.models import PodGC, TTLStrategy, ValueFrom
+from hera.workflows.models import ValueFrom
 
 from pipelines.retrain import DEFAULT_DATA_URI
-from pipelines.templates import PodProfile, step_template, task_output
+from pipelines.templates import (
+    PodProfile,
+    keep_failed_pods,
+    run_ttl,
+    step_template,
+    task_output,
+)
 from steps.core.settings import DriftSettings
 
 MONITOR_NAME = "drift-monitor"
@@ -146,10 +152,8 @@ def drift_monitor() -> CronWorkflow:
         templates=[dag, check, trigger],
         service_account_name=SERVICE_ACCOUNT,
         active_deadline_seconds=3600,
-        pod_gc=PodGC(strategy="OnWorkflowSuccess"),
-        ttl_strategy=TTLStrategy(
-            seconds_after_success=6 * 3600, seconds_after_failure=3 * 24 * 3600
-        ),
+        pod_gc=keep_failed_pods(),
+        ttl_strategy=run_ttl(after_success_s=6 * 3600, after_failure_s=3 * 24 * 3600),
     )
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 from rich.console import Console
 
+from pipelines.canary import canary_abort, canary_promote, canary_rollback
 from pipelines.drift import drift_monitor, retrain_event_source, retrain_sensor
 from pipelines.retrain import retrain_schedule, retrain_submit, retrain_template
 from steps.platform.slo import prometheus_rule
@@ -34,6 +35,9 @@ RESOURCES: Mapping[str, Callable[[], Any]] = {
     "drift-monitor.yaml": drift_monitor,
     "retrain-webhook-eventsource.yaml": retrain_event_source,
     "retrain-on-event-sensor.yaml": retrain_sensor,
+    "canary-promote.yaml": canary_promote,
+    "canary-abort.yaml": canary_abort,
+    "canary-rollback.yaml": canary_rollback,
 }
 """File name under ``argo/`` -> the function returning its resource (a Hera object with
 ``to_dict()``, or a plain dict for Argo Events kinds)."""

@@ -1,4 +1,5 @@
-"""The retrain pipeline: train -> evaluate -> register -> build -> containerize -> deploy.
+"""The retrain pipeline: train -> evaluate -> register -> build -> containerize -> deploy ->
+promote.
 
 Three resources share it:
 
@@ -6,9 +7,10 @@ Three resources share it:
 - CronWorkflow ``retrain-schedule`` (:func:`retrain_schedule`): runs the template weekly.
 - Workflow ``retrain-`` (:func:`retrain_submit`): the file ``argo submit`` takes.
 
-The DAG is built from a list of :class:`Stage` (:func:`retrain_stages`). Later stages (the
-canary promotion) are appended to that list with :data:`PROMOTE_WHEN` as their gate; nothing
-already there is rewired.
+The DAG is built from a list of :class:`Stage` (:func:`retrain_stages`). Every stage after
+``evaluate`` has :data:`PROMOTE_WHEN` as its gate; a later stage is appended to that list the
+same way, and nothing already there is rewired. The last, ``promote``, is the canary promotion
+of :mod:`pipelines.canary`.
 """
 
 from __future__ import annotations
@@ -21,18 +23,19 @@ from hera.workflows import DAG, Container, CronWorkflow, Parameter, Task, Workfl
 from hera.workflows.models import (
     DAGTask,
     LabelValueFrom,
-    PodGC,
-    TTLStrategy,
     WorkflowMetadata,
     WorkflowTemplateRef,
 )
 
+from pipelines.canary import promote_template
 from pipelines.templates import (
     BUILDER_IMAGE,
     PIPELINE_IMAGE,
     SERVICE_ACCOUNT,
     PodProfile,
     buildkit_security_context,
+    keep_failed_pods,
+    run_ttl,
     step_template,
     task_output,
     workflow_parameter,
@@ -47,7 +50,9 @@ PROMOTE_WHEN = f"{task_output('evaluate', 'decision')} == promote"
 
 REASONS = ("manual", "schedule", "drift")
 DEFAULT_DATA_URI = "s3://loopline/data/churn.parquet"
-WORKFLOW_DEADLINE_S = 4 * 3600
+WORKFLOW_DEADLINE_S = 6 * 3600
+"""Room for one attempt of every step, one after another: about 3 h 20 min up to ``deploy`` and
+1 h 47 min for the canary promotion (:func:`pipelines.canary.promote_deadline_s`)."""
 SCHEDULES = ("0 3 * * 1",)
 """Mondays 03:00 in :data:`TIMEZONE`."""
 TIMEZONE = "UTC"
@@ -254,13 +259,30 @@ def _deploy_stages() -> list[Stage]:
     ]
 
 
+def _promote_stages() -> list[Stage]:
+    # It carries the canary deploy left at the first traffic step to 100 %, or rolls it back
+    # (exit 4: the run fails, stable serves as before).
+    return [
+        Stage(
+            promote_template(),
+            {
+                "model-version": task_output("register", "model_version"),
+                "pipeline-run": "{{workflow.name}}",
+            },
+            after=("deploy",),
+            when=PROMOTE_WHEN,
+        )
+    ]
+
+
 def retrain_stages() -> list[Stage]:
-    """Return the retrain DAG's stages in order; append new stages (promote) here.
+    """Return the retrain DAG's stages in order: train, evaluate, register, build, containerize,
+    deploy, promote. A new stage is appended here.
 
     Returns:
         A new list on every call, so callers may extend it without touching shared state.
     """
-    return [*_model_stages(), *_packaging_stages(), *_deploy_stages()]
+    return [*_model_stages(), *_packaging_stages(), *_deploy_stages(), *_promote_stages()]
 
 
 def build_dag(stages: Sequence[Stage]) -> DAG:
@@ -311,11 +333,8 @@ def retrain_template(stages: Sequence[Stage] | None = None) -> WorkflowTemplate:
         templates=[build_dag(chosen), *(stage.template for stage in chosen)],
         service_account_name=SERVICE_ACCOUNT,
         active_deadline_seconds=WORKFLOW_DEADLINE_S,
-        # Pods of a failed run stay for `kubectl logs` until the TTL removes the workflow.
-        pod_gc=PodGC(strategy="OnWorkflowSuccess"),
-        ttl_strategy=TTLStrategy(
-            seconds_after_success=24 * 3600, seconds_after_failure=7 * 24 * 3600
-        ),
+        pod_gc=keep_failed_pods(),
+        ttl_strategy=run_ttl(),
         workflow_metadata=WorkflowMetadata(
             labels=dict(LABELS),
             labels_from={REASON_LABEL: LabelValueFrom(expression="workflow.parameters.reason")},

@@ -29,8 +29,10 @@ from hera.workflows.models import (
     AppArmorProfile,
     Backoff,
     Capabilities,
+    PodGC,
     SeccompProfile,
     SecurityContext,
+    TTLStrategy,
     ValueFrom,
 )
 
@@ -58,6 +60,10 @@ RUN_AS_USER = 10001
 
 ARTIFACT_KEY_PREFIX = "workflows/{{workflow.name}}"
 """Key prefix of key-only S3 artifacts in the default artifact repository's bucket."""
+
+BACKOFF_FIRST_S = 30
+"""The wait before a step's first retry (:func:`service_retry`); each later wait doubles."""
+BACKOFF_FACTOR = 2
 
 
 @dataclass(frozen=True)
@@ -98,22 +104,48 @@ def retry_expression(not_retried: Sequence[int] = NOT_RETRIED_EXIT_CODES) -> str
 def service_retry(limit: int, attempt_deadline_s: int) -> RetryStrategy:
     """Return the retry strategy of a step that talks to MLflow, S3 or a registry.
 
-    A step that exits 2 (bad input) or 3 (a gate's no) fails at once: retrying cannot change
-    the outcome (:mod:`steps.core.errors`). Anything else (exit 1: a service failed; a failed or
-    errored pod with no exit code) is retried with exponential backoff from 30 s (30 s, 60 s,
-    120 s, ...). Argo retries only when both the ``retryPolicy`` and the ``expression`` allow it
-    (docs/retries.md); ``Always`` is written out, so the expression alone decides on every Argo
-    version. ``maxDuration`` leaves room for every attempt to use its whole deadline.
-    IntOrString fields are rendered as strings, Argo's canonical form, so the upstream schema
-    accepts them unchanged.
+    A step that exits 2 (bad input), 3 (a gate's no) or 4 (a canary rolled back) fails at once:
+    retrying cannot change the outcome (:mod:`steps.core.errors`). Anything else (exit 1: a
+    service failed; a failed or errored pod with no exit code) is retried with exponential
+    backoff from :data:`BACKOFF_FIRST_S` (30 s, 60 s, 120 s, ...). Argo retries only when both
+    the ``retryPolicy`` and the ``expression`` allow it (docs/retries.md); ``Always`` is written
+    out, so the expression alone decides on every Argo version. ``maxDuration`` leaves room for
+    every attempt to use its whole deadline. IntOrString fields are rendered as strings, Argo's
+    canonical form, so the upstream schema accepts them unchanged.
     """
     max_duration_s = attempt_deadline_s * (limit + 1)
     return RetryStrategy(
         limit=str(limit),
         retry_policy="Always",
         expression=retry_expression(),
-        backoff=Backoff(duration="30s", factor="2", max_duration=f"{max_duration_s}s"),
+        backoff=Backoff(
+            duration=f"{BACKOFF_FIRST_S}s",
+            factor=str(BACKOFF_FACTOR),
+            max_duration=f"{max_duration_s}s",
+        ),
     )
+
+
+def retried_deadline_s(attempt_deadline_s: int, retry_limit: int) -> int:
+    """Return the longest a step under :func:`service_retry` can run: every attempt to its
+    deadline, plus the backoff waits between them.
+
+    A workflow running that one step gives itself this long, so its retries are not cut short.
+    """
+    waits_s = sum(BACKOFF_FIRST_S * int(BACKOFF_FACTOR**retry) for retry in range(retry_limit))
+    return attempt_deadline_s * (retry_limit + 1) + waits_s
+
+
+def keep_failed_pods() -> PodGC:
+    """Return the pod GC of Loopline's workflows: pods of a successful run are deleted at once,
+    those of a failed run stay for ``kubectl logs`` until the TTL removes the workflow."""
+    return PodGC(strategy="OnWorkflowSuccess")
+
+
+def run_ttl(after_success_s: int = 24 * 3600, after_failure_s: int = 7 * 24 * 3600) -> TTLStrategy:
+    """Return how long a finished workflow is kept: by default a day after success, a week after
+    failure (long enough to investigate one)."""
+    return TTLStrategy(seconds_after_success=after_success_s, seconds_after_failure=after_failure_s)
 
 
 def step_env_from() -> list[ConfigMapEnvFrom | SecretEnvFrom]:
@@ -174,6 +206,7 @@ def step_template(
     step: str,
     *,
     flags: Sequence[str],
+    name: str | None = None,
     profile: PodProfile,
     switches: Sequence[str] = (),
     archive_out_dir_as: str | None = None,
@@ -186,7 +219,9 @@ def step_template(
     """Return the container template that runs ``python -m steps.<step>``.
 
     Args:
-        step: the step module under ``steps/``; also the template's name.
+        step: the step module under ``steps/``.
+        name: the template's name; by default ``step``. One step CLI can back several
+            templates this way (``promote`` and ``rollback`` both run ``steps.promote``).
         flags: the CLI flags taking a value (``"run-id"`` for ``--run-id``); each becomes an
             input parameter of the same name, passed as ``--flag {{inputs.parameters.flag}}``.
         profile: requests, limits and the template's active deadline.
@@ -217,7 +252,7 @@ def step_template(
         key = f"{ARTIFACT_KEY_PREFIX}/{step}/{archive_out_dir_as}.tgz"
         output_specs.append(S3Artifact(name=archive_out_dir_as, path=OUT_DIR, key=key))
     return Container(
-        name=step,
+        name=name or step,
         image=image,
         command=["python", "-m", f"steps.{step}"],
         args=args,

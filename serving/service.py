@@ -10,23 +10,41 @@ inside the worker. BentoML's own adaptive batching needs a second service reache
 ``bentoml.depends``, i.e. a second HTTP hop and process per request: measured here (2 cores,
 wrk, 32 connections) it served ~220 req/s with 503s, in-process batching ~900-1000 req/s.
 
+Metrics on ``/metrics``, besides BentoML's own ``bentoml_service_request_total`` (by endpoint and
+``http_response_code``) and ``bentoml_service_request_duration_seconds`` histogram:
+
+- ``loopline_batch_requests``: histogram of the requests scored together in one model call;
+- ``loopline_inference_log_dropped_rows``: counter of scored rows the inference log could not
+  keep, by ``reason``;
+- ``loopline_prediction_probability``: histogram (buckets 0.1, 0.2, ..., 1.0) of the predicted
+  probability of every row answered by ``/predict`` and ``/predict_batch``, what the canary judge
+  compares between the tracks.
+
+None carries a model label: a server serves one model version, and the scrape adds ``track``,
+``model_name`` and ``model_version`` target labels (the cluster's PodMonitor, the local stack's
+Prometheus), so per-version series come from the scrape.
+
 The model and the knobs come from :mod:`serving.settings` (``LOOPLINE_SERVING__*``). Building
 the request schema needs the feature spec, so importing this module reads the settings and the
 model directory; it starts nothing. With ``LOOPLINE_SERVING__LEAN_IMPORTS`` on, what the
 model's kind does not need (see :mod:`serving.lean_imports`) is blocked before the model loads.
 """
 
+import asyncio
 import functools
 import gc
+import logging
+import random
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
 import bentoml
 import numpy as np
 import prometheus_client
-from bentoml.exceptions import ServiceUnavailable
+from bentoml.exceptions import InternalServerError, ServiceUnavailable
 from pydantic import Field
 
 from serving.batcher import MicroBatcher, Overloaded
@@ -40,11 +58,14 @@ from serving.model import (
     read_model_dir,
 )
 from serving.schema import Prediction, ServiceMetadata, row_model, row_values
-from serving.settings import ServingSettings, load_serving_settings
+from serving.settings import ENV_PREFIX, ServingSettings, load_serving_settings
+
+logger = logging.getLogger("loopline.service")
 
 # Prometheus buckets that resolve a 50 ms latency SLO.
 DURATION_BUCKETS_S = [0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
 LABEL_THRESHOLD = 0.5
+PROBABILITY_BUCKETS = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
 
 SETTINGS: ServingSettings = load_serving_settings()
 
@@ -66,6 +87,51 @@ def _model_dir(settings: ServingSettings, ref: bentoml.models.BentoModel | None)
     return Path(stored.path)
 
 
+@dataclass(frozen=True)
+class FaultInjection:
+    """Faults added to every prediction request, for canary drills only (off by default).
+
+    The canary drill (``make canary-drill``) needs a canary that really answers 5xx and really is
+    slower, measured by the same server metrics the canary judge reads on a cluster. So an
+    injected error is BentoML's :class:`~bentoml.exceptions.InternalServerError`, which
+    ``bentoml_service_request_total{http_response_code="500"}`` and the duration histogram
+    count exactly as a real failure, and the delay is spent inside the request it slows.
+    """
+
+    error_ratio: float
+    delay_ms: float
+
+    @classmethod
+    def from_settings(cls, settings: ServingSettings) -> "FaultInjection | None":
+        """The faults ``settings`` ask for, or None when there are none (the normal case)."""
+        if settings.fault_error_ratio == 0 and settings.fault_delay_ms == 0:
+            return None
+        return cls(settings.fault_error_ratio, settings.fault_delay_ms)
+
+    def describe(self) -> str:
+        """The settings that set these faults, as environment variables."""
+        return (
+            f"{ENV_PREFIX}FAULT_ERROR_RATIO={self.error_ratio!r}, "
+            f"{ENV_PREFIX}FAULT_DELAY_MS={self.delay_ms!r}"
+        )
+
+    async def inject(self) -> None:
+        """Wait the delay without blocking the event loop, then maybe fail.
+
+        Raises:
+            InternalServerError: with probability ``error_ratio`` (an HTTP 500).
+        """
+        if self.delay_ms:
+            await asyncio.sleep(self.delay_ms / 1000)
+        # The random module's generator is seeded from os.urandom and re-seeded in a forked
+        # child: requests and workers draw independently.
+        if random.random() < self.error_ratio:
+            raise InternalServerError(
+                f"injected fault ({ENV_PREFIX}FAULT_ERROR_RATIO={self.error_ratio!r})"
+            )
+
+
+FAULTS = FaultInjection.from_settings(SETTINGS)
 MODEL_REF = _model_ref(SETTINGS)
 # The directory names the model kind without importing its library; the imports to block
 # depend on that kind, so they are blocked after reading it and before anything loads the model.
@@ -111,6 +177,12 @@ class Loopline:
             on_drop=_count_dropped_rows,
         )
         self._log.start()
+        if FAULTS is not None:
+            logger.warning(
+                "drill faults on every prediction request of this worker (%s): unset them "
+                "outside a canary drill",
+                FAULTS.describe(),
+            )
         # Everything allocated so far (imports, schemas, the model) lives as long as the worker.
         # Freezing it spares each full garbage collection from walking it: p99 at one client
         # went from ~80 ms to ~7 ms here.
@@ -143,6 +215,8 @@ class Loopline:
         self._log.close()
 
     async def _score(self, rows: list[dict[str, Any]]) -> list[Prediction]:
+        if FAULTS is not None:
+            await FAULTS.inject()
         features = BUNDLE.spec.encode_rows(rows)
         try:
             probabilities = await self._batcher.predict(features)
@@ -150,7 +224,9 @@ class Loopline:
             raise ServiceUnavailable(str(err)) from err
         timestamp_ms = time.time_ns() // 1_000_000
         row_ids = [uuid.uuid4().hex for _ in rows]
-        self._log.append(LoggedBatch(timestamp_ms, row_ids, probabilities.tolist(), rows))
+        values: list[float] = probabilities.tolist()
+        _observe_probabilities(values)
+        self._log.append(LoggedBatch(timestamp_ms, row_ids, values, rows))
         version = BUNDLE.metadata.model_version
         return [
             Prediction(
@@ -171,6 +247,14 @@ def _observe_batch(requests: int, rows: int) -> None:
     _batch_requests_histogram().observe(requests)
 
 
+def _observe_probabilities(probabilities: list[float]) -> None:
+    # prometheus_client has no bulk observe. One observe per row costs ~3 us here in multiprocess
+    # mode: ~2.7 ms of a 1000-row /predict_batch's ~25 ms, ~3 us of a /predict's ~3 ms.
+    observe = _probability_histogram().observe
+    for probability in probabilities:
+        observe(probability)
+
+
 # Created on first use, inside the worker, where BentoML has set up Prometheus' multiprocess
 # directory; /metrics then shows them next to BentoML's own.
 @functools.cache
@@ -188,4 +272,13 @@ def _dropped_rows_counter() -> prometheus_client.Counter:
         "loopline_inference_log_dropped_rows",
         "Scored rows the inference log could not keep",
         ["reason"],
+    )
+
+
+@functools.cache
+def _probability_histogram() -> prometheus_client.Histogram:
+    return prometheus_client.Histogram(
+        "loopline_prediction_probability",
+        "Predicted probability of each scored row",
+        buckets=PROBABILITY_BUCKETS,
     )

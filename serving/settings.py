@@ -49,6 +49,16 @@ class ServingSettings(BaseSettings):
         description="refuse to import what the model's kind does not need (pandas, MLflow, "
         "and scikit-learn or XGBoost) in this process",
     )
+    # Faults for canary drills only (see serving.service.FaultInjection): off by default.
+    fault_error_ratio: float = Field(
+        0.0, ge=0.0, le=1.0, description="drills only: share of prediction requests answered 500"
+    )
+    fault_delay_ms: float = Field(
+        0.0,
+        ge=0.0,
+        le=10_000.0,
+        description="drills only: latency added to every prediction request",
+    )
 
     @field_validator("log_dir")
     @classmethod

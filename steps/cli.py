@@ -1,7 +1,8 @@
 """The ``loopline`` command: one entry point over every step and operator command.
 
 Each step's own command (``python -m steps.<name>``) is mounted here under its name; the
-``loopline model`` commands inspect the registry and move the champion by hand.
+``loopline model`` commands inspect the registry and move the champion by hand; the
+``loopline canary`` commands are the on-call engineer's (status, promote, abort, rollback).
 """
 
 from __future__ import annotations
@@ -11,7 +12,18 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from steps import build, containerize, data, demo, deploy, drift, evaluate, register, train
+from steps import (
+    build,
+    containerize,
+    data,
+    demo,
+    deploy,
+    drift,
+    evaluate,
+    promote,
+    register,
+    train,
+)
 from steps.core.cli_support import console, new_app, reports_errors
 from steps.core.errors import RegistryError
 from steps.core.settings import load_settings
@@ -30,9 +42,11 @@ app.command("register")(register.main)
 app.command("build")(build.main)
 app.command("containerize")(containerize.main)
 app.command("deploy")(deploy.main)
+app.command("promote")(promote.main)
 app.command("drift")(drift.main)
 app.add_typer(data.app, name="data")
 app.add_typer(model_app, name="model")
+app.add_typer(promote.canary_app, name="canary")
 app.command("run")(run_command)
 app.add_typer(stack_app, name="stack")
 

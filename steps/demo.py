@@ -17,6 +17,7 @@ import typer
 from rich.table import Table
 
 from steps.core.cli_support import console, reports_errors
+from steps.core.errors import LooplineError
 from steps.core.settings import Settings, load_settings
 from steps.io import tracking
 from steps.localrun.cli import report
@@ -59,7 +60,10 @@ def summary(record: RunRecord, settings: Settings, served: Served | None = None)
         ("bento archive", outputs.get("build", {}).get("archive_uri")),
         ("image", _image(outputs.get("containerize", {}))),
         ("deployed", _deployed(outputs.get("deploy", {}))),
+        ("canary", _canary(outputs.get("promote", {}))),
+        ("canary analysis", _analysis_page(outputs.get("promote", {}))),
         *_stack_rows(settings, served),
+        ("champion", _champion(settings)),
         ("run record", str(Path(record.run_dir) / "record.json")),
         ("MLflow UI", tracking.ui_command(settings)),
     ]
@@ -72,6 +76,18 @@ def _deployed(outputs: dict[str, str]) -> str | None:
     if "track" not in outputs:
         return None
     return f"on {outputs['track']}, canary weight {outputs['canary_weight']}%"
+
+
+def _canary(outputs: dict[str, str]) -> str | None:
+    if "outcome" not in outputs:
+        return None
+    first_reason = outputs["reasons"].split("; ")[0]
+    return f"{outputs['outcome']} (canary reached {outputs['final_weight']}%): {first_reason}"
+
+
+def _analysis_page(outputs: dict[str, str]) -> str | None:
+    uri = outputs.get("report_uri")
+    return f"{uri}/analysis.html" if uri else None
 
 
 def _stack_rows(settings: Settings, served: Served | None) -> list[tuple[str, str | None]]:
@@ -94,6 +110,18 @@ def _stack_rows(settings: Settings, served: Served | None) -> list[tuple[str, st
     ]
 
 
+def _champion(settings: Settings) -> str | None:
+    from steps.core import names
+    from steps.io.registry import Registry
+
+    try:
+        tracking.connect(settings)
+        champion = Registry(settings.model_name).alias_version(names.CHAMPION)
+    except LooplineError:
+        return None
+    return f"{settings.model_name} v{champion}" if champion else "none yet"
+
+
 def _image(outputs: dict[str, str]) -> str | None:
     if outputs.get("image_built") == "false":
         return "none: no image builder on this machine; `make serve` serves the champion directly"
@@ -107,10 +135,7 @@ def _report_page(uri: str | None) -> str | None:
 def _registered(outputs: dict[str, str], settings: Settings) -> str | None:
     if "model_version" not in outputs:
         return None
-    text = f"{settings.model_name} v{outputs['model_version']} (alias challenger)"
-    if outputs.get("champion_set") == "true":
-        text += "; no champion existed, so it is now champion"
-    return text
+    return f"{settings.model_name} v{outputs['model_version']} (alias challenger)"
 
 
 @reports_errors

@@ -14,6 +14,8 @@
   first traffic step (stable 90 / canary 10 by default, ``deploy.traffic_steps``).
 
 Then the MLflow model version records what went where (``deploy.*`` tags, :mod:`steps.core.names`).
+A first deployment also makes the version ``champion`` (what production serves); after that the
+champion moves only when a canary reaches 100 % (``steps/promote.py``).
 The platform is ``LOOPLINE_PLATFORM``: ``kubernetes`` deploys the containerize step's image
 (``--image-ref``), ``local`` the build step's bento archive (``--archive-uri``) on the local
 stand-in (``loopline stack``).
@@ -28,7 +30,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal, Protocol, get_args
+from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
 import typer
@@ -50,14 +52,11 @@ from steps.core.settings import DeploySettings, Settings, load_settings
 from steps.io import tracking
 from steps.io.registry import Registry
 from steps.ml.servability import compare_scores, example_scores
-from steps.platform.base import Deployer, Release, Router, Served, Track, Weights
+from steps.platform.base import Release, Served, Track, Weights
+from steps.platform.target import Platform, platform_for
 
 Action = Literal["first_deploy", "unchanged", "canary", "refuse"]
 SMOKE_TIMEOUT_S = 60.0
-
-
-class Platform(Deployer, Router, Protocol):
-    """A serving platform: puts releases on tracks and splits the route between them."""
 
 
 class DeployDecision(BaseModel):
@@ -158,22 +157,6 @@ def deploy(
     report = smoke_test(platform.track_url(decision.track))
     platform.set_weights(decision.weights)
     return decision, report
-
-
-def platform_for(settings: Settings) -> Platform:
-    """Return the platform ``settings.platform`` names (``LOOPLINE_PLATFORM``)."""
-    if settings.platform == "kubernetes":
-        from steps.platform.kubernetes import KubernetesPlatform
-
-        return KubernetesPlatform(settings)
-    from steps.platform.local import LocalPlatform
-
-    # The local stand-in's processes are disposable, its state is not: bring up (or keep) every
-    # part the saved state asks for, as a cluster's controllers would, before changing it.
-    stack = LocalPlatform(settings)
-    stack.up()
-    local: Platform = stack
-    return local
 
 
 def release_artifact(settings: Settings, archive_uri: str | None, image_ref: str | None) -> str:
@@ -279,17 +262,17 @@ def run(
         return smoke_test(url, release, rows, expected, kind)
 
     decision, smoke = deploy(target, release, settings.deploy, check)
-    recorded = artifact
-    if settings.platform == "local" and smoke is not None and smoke.bento_tag:
-        recorded = smoke.bento_tag
+    bento_tag = smoke.bento_tag if smoke is not None else None
     if decision.action != "unchanged":
-        _record(settings.model_name, number, decision, recorded, pipeline_run)
+        _record(settings.model_name, number, decision, artifact, bento_tag, pipeline_run)
+    if decision.action == "first_deploy":
+        Registry(settings.model_name).promote_champion(number)
     return DeployResult(
         model_name=settings.model_name,
         model_version=number,
         platform=settings.platform,
         decision=decision,
-        artifact=recorded,
+        artifact=artifact,
         endpoint=target.endpoint(),
         smoke=smoke,
         seconds=round(time.perf_counter() - started, 3),
@@ -308,13 +291,19 @@ def _model_kind(model_version: Any) -> ServingKind:
 
 
 def _record(
-    model_name: str, version: str, decision: DeployDecision, artifact: str, pipeline_run: str
+    model_name: str,
+    version: str,
+    decision: DeployDecision,
+    artifact: str,
+    bento_tag: str | None,
+    pipeline_run: str,
 ) -> None:
     """Tag the model version with what was deployed where (MLflow's registry)."""
     weights = decision.weights
     tags = {
         names.DEPLOY_TRACK_TAG: decision.track,
         names.DEPLOY_ARTIFACT_TAG: artifact,
+        names.DEPLOY_BENTO_TAG: bento_tag or "",
         names.DEPLOY_WEIGHTS_TAG: f"stable={weights.stable},canary={weights.canary}",
         names.DEPLOY_WORKFLOW_TAG: pipeline_run,
         names.DEPLOY_TIME_TAG: datetime.now(UTC).isoformat(timespec="seconds"),
@@ -357,6 +346,8 @@ def main(
     write_result(out_dir, result)
     what = f"{result.model_name} v{result.model_version}"
     console.print(f"{what} on {result.platform}: {decision.reason}")
+    if decision.action == "first_deploy":
+        console.print(f"first deployment: {what} is now champion")
     if result.smoke is not None:
         smoke = result.smoke
         console.print(

@@ -2,12 +2,13 @@
 
 ``run`` checks the run passed the evaluation gate and that a Loopline service image can serve its
 model (:func:`steps.ml.servability.check_servability`, before anything is written), registers it
-as a new version (idempotent per run) with its lineage tags, points ``challenger`` at it, and
-makes it ``champion`` when no champion exists. Aliases only: stages are deprecated. Moving the
-champion later is :func:`promote` (``loopline model promote``, and the canary promotion).
+as a new version (idempotent per run) with its lineage tags and points ``challenger`` at it.
+Aliases only: stages are deprecated. Registration never moves ``champion``: the champion is what
+production serves, so it moves when a version reaches 100 % of the traffic (the canary
+promotion, ``steps/promote.py``), at the first deployment when nothing was served
+(``steps/deploy.py``), or by hand (:func:`promote`, ``loopline model promote``).
 
-CLI: ``python -m steps.register --run-id ID --out-dir DIR``; outputs ``model_version``,
-``champion_set``.
+CLI: ``python -m steps.register --run-id ID --out-dir DIR``; output ``model_version``.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ class RegisterResult(BaseModel):
     model_version: str
     run_id: str
     created: bool
-    champion_set: bool
     aliases: list[str]
     servability: ServabilityReport
 
@@ -88,15 +88,11 @@ def run(settings: Settings, run_id: str, pipeline_run: str = "") -> RegisterResu
         }
         version, created = registry.create_version(run_id, model_id, lineage), True
     registry.set_alias(names.CHALLENGER, version)
-    champion_set = registry.alias_version(names.CHAMPION) is None
-    if champion_set:
-        registry.set_alias(names.CHAMPION, version)
     return RegisterResult(
         model_name=settings.model_name,
         model_version=version,
         run_id=run_id,
         created=created,
-        champion_set=champion_set,
         aliases=registry.aliases_of(version),
         servability=servability,
     )
@@ -110,12 +106,9 @@ def promote(settings: Settings, name: str, version: str) -> PromoteResult:
     """
     tracking.connect(settings)
     registry = Registry(name)
-    registry.version(version)
-    previous = registry.alias_version(names.CHAMPION)
-    if previous is not None and previous != version:
-        registry.set_alias(names.PREVIOUS_CHAMPION, previous)
-    registry.set_alias(names.CHAMPION, version)
-    return PromoteResult(model_name=name, champion=version, previous_champion=previous)
+    before = registry.alias_version(names.CHAMPION)
+    registry.promote_champion(version)
+    return PromoteResult(model_name=name, champion=version, previous_champion=before)
 
 
 app = new_app("Register a gated model version and set its aliases.")
@@ -129,16 +122,13 @@ def main(
     pipeline_run: Annotated[str, typer.Option(help="workflow name, for lineage")] = "",
     model_name: Annotated[str | None, typer.Option(help="registered model name")] = None,
 ) -> None:
-    """Register the run's model, set alias challenger (and champion if none), write outputs."""
+    """Register the run's model, set alias challenger, write output model_version."""
     settings = load_settings(model_name=model_name)
     result = run(settings, run_id, pipeline_run)
     write_outputs(
         out_dir,
         "register",
-        {
-            "model_version": result.model_version,
-            "champion_set": "true" if result.champion_set else "false",
-        },
+        {"model_version": result.model_version},
     )
     write_result(out_dir, result)
     verb = "registered" if result.created else "already registered as"
@@ -151,8 +141,6 @@ def main(
         f"{verb} {result.model_name} version {result.model_version} "
         f"(aliases: {', '.join(result.aliases)})"
     )
-    if result.champion_set:
-        console.print(f"no champion existed: version {result.model_version} is now champion")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ exit   meaning                      raised as                                   
                                     :class:`RegistryError`, :class:`ServabilityError`,
                                     :class:`WorkflowError`; Typer's usage errors too
 3      a quality gate said no       :class:`GateRejected`                                   never
+4      a canary was rolled back     :class:`CanaryRolledBack`                               never
 =====  ===========================  ======================================================  =====
 
 Transient or not is decided per class, not per message. :class:`RegistryError` means "MLflow
@@ -41,7 +42,11 @@ EXIT_BAD_INPUT = 2
 EXIT_GATE_REJECTED = 3
 """A quality gate decided against promotion: retrying gives the same decision."""
 
-NOT_RETRIED_EXIT_CODES = (EXIT_BAD_INPUT, EXIT_GATE_REJECTED)
+EXIT_ROLLED_BACK = 4
+"""A canary was rolled back (its analysis failed, stayed inconclusive, or was aborted): stable
+serves as before; retrying would judge the same canary again."""
+
+NOT_RETRIED_EXIT_CODES = (EXIT_BAD_INPUT, EXIT_GATE_REJECTED, EXIT_ROLLED_BACK)
 """Exit codes a workflow step is never retried on (``pipelines.templates.service_retry``)."""
 
 
@@ -110,3 +115,13 @@ class DeployConflict(LooplineError):
 class StackError(LooplineError):
     """A part of the local serving stand-in failed to start or stop; the message names it and
     ends with the tail of its log."""
+
+
+class PromotionLocked(LooplineError):
+    """Another promotion of the same service holds the lock; the message names its holder."""
+
+
+class CanaryRolledBack(LooplineError):
+    """The canary was rolled back; the message carries the reasons (exit 4, never retried)."""
+
+    exit_code = EXIT_ROLLED_BACK

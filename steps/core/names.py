@@ -47,22 +47,38 @@ VERSION_TAGS = ("run_id", "data_hash", "git_commit", "pipeline_run", "model_kind
 DEPLOY_TRACK_TAG = "deploy.track"
 """Model-version tags the deploy step writes: the track (``stable``/``canary``) it went to, ..."""
 DEPLOY_ARTIFACT_TAG = "deploy.artifact"
-"""... the artifact serving it (image reference with digest, or bento tag), ..."""
+"""... the artifact serving it (image reference with digest, or bento archive URI), ..."""
+DEPLOY_BENTO_TAG = "deploy.bento_tag"
+"""... the bento tag the served track reports (empty when unknown), ..."""
 DEPLOY_WEIGHTS_TAG = "deploy.weights"
 """... the route's split it set (``stable=90,canary=10``), ..."""
 DEPLOY_WORKFLOW_TAG = "deploy.workflow"
 """... the workflow that deployed it, ..."""
 DEPLOY_TIME_TAG = "deploy.time"
 """... and when (UTC, ISO 8601)."""
+CANARY_STATE_TAG = "canary.state"
+"""Model-version tags the canary promotion writes: ``in_progress``, ``promoted`` or
+``rolled_back``, ..."""
+CANARY_DECISION_TAG = "canary.last_decision"
+"""... the last check's outcome, weight and action (``pass at 30%: advance``), ..."""
+CANARY_REASONS_TAG = "canary.reasons"
+"""... the reasons of the outcome (rolled back: why), ..."""
+CANARY_TIME_TAG = "canary.time"
+"""... when the state was set (UTC, ISO 8601), ..."""
+CANARY_REPORT_TAG = "canary.report"
+"""... and where the analysis record is (``report_uri``)."""
+CANARY_REPORT_DIR = "canary"
+"""The artifact directory of the analysis record (JSON, HTML, PNGs) on the version's run."""
 
 # --- Step output parameters (files in --out-dir; Argo reads them with valueFrom.path) -----------
 STEP_OUTPUTS: dict[str, tuple[str, ...]] = {
     "data": ("data_uri", "rows"),
     "train": ("run_id", "data_hash", "model_uri"),
     "evaluate": ("decision", "reasons", "report_uri"),
-    "register": ("model_version", "champion_set"),
+    "register": ("model_version",),
     "build": ("bento_tag", "archive_uri", "model_tag"),
     "containerize": ("image_ref", "image_built"),
     "drift": ("drifted", "reason", "report_uri", "status", "model_version", "drifted_share"),
     "deploy": ("track", "canary_weight", "endpoint"),
+    "promote": ("outcome", "final_weight", "reasons", "report_uri"),
 }

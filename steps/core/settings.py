@@ -156,6 +156,75 @@ class DeploySettings(_Section):
         return value
 
 
+class CanarySettings(_Section):
+    """The canary promotion's analysis policy (``steps/canary/``, ``loopline canary``).
+
+    Defaults mirror the serving SLO of ``steps/platform/slo.py``. Every field can also come from
+    a YAML policy file (``--policy FILE``, or ``policy_file``), whose keys are these names.
+    """
+
+    interval_s: float | None = Field(
+        None, gt=0, le=86_400, description="analysis interval; unset: 300 (kubernetes), 12 (local)"
+    )
+    max_error_ratio: float = Field(0.01, ge=0.0, le=1.0, description="canary 5xx / all requests")
+    max_p99_ms: float = Field(50.0, gt=0.0, description="canary p99 latency")
+    p99_ratio: float = Field(1.2, ge=1.0, description="canary p99 <= stable p99 x this + slack")
+    p99_slack_ms: float = Field(5.0, ge=0.0, description="added to stable's p99 x p99_ratio")
+    error_ratio_slack: float = Field(
+        0.005, ge=0.0, le=1.0, description="canary error ratio <= stable's + this (0.005: 0.5 pt)"
+    )
+    min_requests: int | None = Field(
+        None,
+        ge=1,
+        description="canary requests per check, fewer: inconclusive; unset: 200 (kubernetes), "
+        "60 (local)",
+    )
+    max_psi: float = Field(
+        0.2, gt=0.0, description="PSI of canary vs stable predicted probabilities"
+    )
+    alpha: float = Field(
+        0.05, gt=0.0, lt=1.0, description="significance of the canary-vs-stable tests"
+    )
+    failure_limit: int = Field(0, ge=0, le=100, description="failed checks tolerated")
+    max_inconclusive: int = Field(
+        3, ge=0, le=1000, description="inconclusive checks held at one step before rollback"
+    )
+    error_retries: int = Field(
+        3, ge=0, le=100, description="query errors retried (with backoff) before rollback"
+    )
+    error_backoff_s: float = Field(1.0, gt=0.0, le=600.0, description="first retry wait; doubles")
+    prometheus_url: str | None = Field(
+        None, description="Prometheus' HTTP API; unset: the local stack's (local platform)"
+    )
+    lock_ttl_s: float = Field(
+        900.0, gt=0.0, description="a promotion lock not renewed for this long is stale"
+    )
+
+    @field_validator("prometheus_url")
+    @classmethod
+    def _http_url(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("http://", "https://")):
+            raise ValueError("expected an http:// or https:// URL of Prometheus")
+        return value
+
+    def interval_for(self, platform: str) -> float:
+        """The analysis interval in seconds on ``platform`` (the field, or its default)."""
+        if self.interval_s is not None:
+            return self.interval_s
+        return 300.0 if platform == "kubernetes" else LOCAL_INTERVAL_S
+
+    def min_requests_for(self, platform: str) -> int:
+        """The fewest canary requests a check judges on ``platform`` (the field, or its
+        default: the local stand-in's traffic is smaller)."""
+        if self.min_requests is not None:
+            return self.min_requests
+        return 200 if platform == "kubernetes" else 60
+
+
+LOCAL_INTERVAL_S = 12.0
+"""The local stand-in's analysis interval: Prometheus scrapes every second there."""
+
+
 class StackSettings(_Section):
     """The local serving stand-in (``loopline stack``): ports and the traffic it generates."""
 
@@ -165,8 +234,14 @@ class StackSettings(_Section):
     prometheus_port: int = Field(9090, ge=1, le=65535)
     stable_port: int = Field(3001, ge=1, le=65535, description="bentoml serve, stable track")
     canary_port: int = Field(3002, ge=1, le=65535, description="bentoml serve, canary track")
-    traffic_rps: float = Field(50.0, ge=0.0, le=2000.0, description="Locust rate; 0: no traffic")
+    traffic_rps: float = Field(100.0, ge=0.0, le=2000.0, description="Locust rate; 0: no traffic")
     start_timeout_s: float = Field(120.0, gt=0, description="deadline for a part to be ready")
+    canary_fault_error_ratio: float = Field(
+        0.0, ge=0.0, le=1.0, description="drills: share of canary requests answered 500"
+    )
+    canary_fault_delay_ms: float = Field(
+        0.0, ge=0.0, le=10_000.0, description="drills: latency added to every canary request"
+    )
 
 
 class Settings(BaseSettings):
@@ -194,6 +269,7 @@ class Settings(BaseSettings):
     drift: DriftSettings = DriftSettings()
     platform: Platform = Field("local", description="where deploy runs: local stack or kubernetes")
     deploy: DeploySettings = DeploySettings()
+    canary: CanarySettings = CanarySettings()
     stack: StackSettings = StackSettings()
 
     @field_validator("tracking_uri")

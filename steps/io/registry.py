@@ -144,6 +144,26 @@ class Registry:
         """Point ``alias`` at ``version``."""
         self._client.set_registered_model_alias(self.model_name, alias, str(version))
 
+    def promote_champion(self, version: str) -> str | None:
+        """Point ``champion`` at ``version``; the champion it replaces becomes
+        ``previous_champion``. Idempotent.
+
+        Returns:
+            The previous champion's version (None when there was none, or it already was
+            ``version``).
+
+        Raises:
+            RegistryError: when the version does not exist.
+        """
+        self.version(version)
+        previous = self.alias_version(names.CHAMPION)
+        if previous == version:
+            return None
+        if previous is not None:
+            self.set_alias(names.PREVIOUS_CHAMPION, previous)
+        self.set_alias(names.CHAMPION, version)
+        return previous
+
     def _ensure_model(self) -> None:
         from mlflow.exceptions import MlflowException
 

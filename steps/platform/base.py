@@ -4,7 +4,7 @@ Two tracks serve a model: ``stable`` and ``canary``. A :class:`Deployer` puts a 
 registered model version and the artifact that serves it) on a track and reports what each track
 serves; a :class:`Router` splits the route's traffic between the tracks. The deploy step and the
 canary promotion talk only to these two protocols; ``steps/platform/kubernetes.py`` (Deployments
-and a Gateway API HTTPRoute, through the official client) and ``steps/platform/local.py`` (the
+and a Gateway API HTTPRoute, through the official client) and ``steps/platform/local/`` (the
 local stand-in: ``bentoml serve`` per track behind HAProxy) implement them.
 """
 
@@ -82,6 +82,16 @@ class Deployer(Protocol):
 
     def track_url(self, track: Track) -> str:
         """The base URL that reaches ``track`` directly, not through the route."""
+        ...
+
+    def retire(self, track: Track) -> None:
+        """Stop serving on ``track`` (scaled to zero): :meth:`served` then reports nothing there.
+
+        The route is not touched: set its weights away from the track first. Idempotent.
+
+        Raises:
+            steps.core.errors.DeployError: when the platform refuses the change.
+        """
         ...
 
 

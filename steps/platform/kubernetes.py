@@ -11,6 +11,8 @@
   weights;
 - ``roll_out()`` strategic-merge-patches a Deployment's image and model labels (its pod template
   too; a track at 0 replicas gets 1), then waits as ``kubectl rollout status`` does;
+- ``retire()`` strategic-merge-patches a Deployment back to rest: 0 replicas, model version
+  ``none``, no artifact annotation (the route is not touched);
 - ``set_weights()`` JSON-patches the route's backend weights, each guarded by a ``test`` of the
   backend's name, so a reordered route is refused rather than mis-weighted.
 
@@ -149,6 +151,38 @@ class KubernetesPlatform:
         )
         self._wait_for_rollout(track, timeout_s)
 
+    def retire(self, track: Track) -> None:
+        """Put the track back at rest: 0 replicas, model version ``none``, no artifact.
+
+        ``served()`` then reports the track as serving nothing. Idempotent: retiring a retired
+        track changes nothing. The route is not touched: move its traffic off the track first.
+
+        Raises:
+            ConfigError: when the Deployment is missing or access is denied.
+            DeployError: naming the Deployment when the API server refuses or fails the patch.
+        """
+        name = deployment_name(track)
+        labels = {VERSION_LABEL: NO_VERSION}
+        patch: dict[str, Any] = {
+            "metadata": {"labels": labels},
+            "spec": {
+                # At 0 replicas the HPA stands aside (it never scales a target up from 0).
+                "replicas": 0,
+                "template": {
+                    # null deletes the key in a merge patch
+                    "metadata": {"labels": labels, "annotations": {ARTIFACT_ANNOTATION: None}}
+                },
+            },
+        }
+        self._call(
+            f"retire (scale to 0) Deployment {name}",
+            self._apps.patch_namespaced_deployment,
+            name,
+            self.namespace,
+            patch,
+            _content_type=STRATEGIC_MERGE,
+        )
+
     def track_url(self, track: Track) -> str:
         """Return the track's Service URL inside the cluster (not through the route)."""
         return f"http://{deployment_name(track)}.{self.namespace}.svc.cluster.local:{SERVICE_PORT}"
@@ -264,13 +298,11 @@ class KubernetesPlatform:
             where = f"{what} in namespace {self.namespace}"
             if err.status in (401, 403, 404):
                 raise ConfigError(
-                    f"{where}: {err.status} {err.reason}: {_status_message(err)}; expected "
+                    f"{where}: {err.status} {err.reason}: {status_message(err)}; expected "
                     "k8s/serving applied and the step's RBAC (get/patch on the Deployments and "
                     "the HTTPRoute)"
                 ) from err
-            raise DeployError(
-                f"{where}: {err.status} {err.reason}: {_status_message(err)}"
-            ) from err
+            raise DeployError(f"{where}: {err.status} {err.reason}: {status_message(err)}") from err
         except HTTPError as err:
             raise DeployError(f"{what}: the Kubernetes API server did not answer: {err}") from err
 
@@ -326,8 +358,8 @@ def _release_of(deployment: Any) -> Release | None:
     )
 
 
-def _status_message(err: Any) -> str:
-    """The ``message`` of the API server's Status body, else the raw body."""
+def status_message(err: Any) -> str:
+    """Return the ``message`` of an ``ApiException``'s Status body, else the raw body."""
     import json
 
     try:

@@ -31,6 +31,10 @@ TRACK_SELECTOR = 'track=~"stable|canary"'
 REQUESTS_TOTAL = "bentoml_service_request_total"
 REQUEST_DURATION_BUCKET = "bentoml_service_request_duration_seconds_bucket"
 BATCH_REQUESTS = "loopline_batch_requests"
+PREDICTIONS = "loopline_prediction_probability"
+"""The service's histogram of predicted probabilities (one observation per scored row)."""
+PREDICT_ENDPOINTS = 'endpoint=~"/predict|/predict_batch"'
+"""The prediction endpoints: what the canary analysis counts (not /metadata, not probes)."""
 SERVER_ERROR_CODES = 'http_response_code=~"5.."'
 """BentoML counts 4xx and 5xx as separate codes; a client's bad request is not a server error."""
 RECORD_WINDOW = "1m"
@@ -111,6 +115,49 @@ def latency_quantile(quantile: float, window: str = RECORD_WINDOW, by: str = "tr
     """Return the PromQL of a request-latency quantile in seconds per ``by`` labels."""
     buckets = f"rate({REQUEST_DURATION_BUCKET}{{{TRACK_SELECTOR}}}[{window}])"
     return f"histogram_quantile({quantile}, {_by(by + ', le')} ({buckets}))"
+
+
+def window_requests(window: str) -> str:
+    """Return the PromQL of the prediction requests per track, version and status code over
+    ``window`` (counts, not rates): the canary analysis' error ratios and request counts."""
+    selector = f"{TRACK_SELECTOR},{PREDICT_ENDPOINTS}"
+    return (
+        f"sum by (track, model_version, http_response_code) "
+        f"(increase({REQUESTS_TOTAL}{{{selector}}}[{window}]))"
+    )
+
+
+def window_buckets(histogram: str, window: str) -> str:
+    """Return the PromQL of a histogram's bucket counts per track and version over ``window``.
+
+    ``histogram`` is ``latency`` (request duration, prediction endpoints) or ``predictions``
+    (predicted probabilities).
+
+    Raises:
+        KeyError: for another histogram name.
+    """
+    metric, selector = {
+        "latency": (REQUEST_DURATION_BUCKET, f"{TRACK_SELECTOR},{PREDICT_ENDPOINTS}"),
+        "predictions": (f"{PREDICTIONS}_bucket", TRACK_SELECTOR),
+    }[histogram]
+    return f"sum by (track, model_version, le) (increase({metric}{{{selector}}}[{window}]))"
+
+
+def track_series(window: str) -> dict[str, str]:
+    """Return the PromQL per track of each metric the canary analysis report plots over time
+    (``request_rate``, ``error_ratio``, ``p99_ms``, ``mean_probability``), over ``window``."""
+    selector = f"{TRACK_SELECTOR},{PREDICT_ENDPOINTS}"
+    requests = f"sum by (track) (rate({REQUESTS_TOTAL}{{{selector}}}[{window}]))"
+    errors = f"sum by (track) (rate({REQUESTS_TOTAL}{{{selector},{SERVER_ERROR_CODES}}}[{window}]))"
+    buckets = f"sum by (track, le) (rate({REQUEST_DURATION_BUCKET}{{{selector}}}[{window}]))"
+    predictions = f"rate({PREDICTIONS}_{{part}}{{{{{TRACK_SELECTOR}}}}}[{window}])"
+    return {
+        "request_rate": requests,
+        "error_ratio": f"({errors} or {requests} * 0) / {requests}",
+        "p99_ms": f"histogram_quantile(0.99, {buckets}) * 1000",
+        "mean_probability": f"sum by (track) ({predictions.format(part='sum')}) / "
+        f"sum by (track) ({predictions.format(part='count')})",
+    }
 
 
 def recording_rules() -> list[dict[str, str]]:

@@ -62,9 +62,13 @@ def champion(tmp_path_factory: pytest.TempPathFactory, churn_parquet: Path) -> I
     )
     run_id = train.run(settings, pipeline_run="seed-champion").run_id
     evaluate.run(settings, run_id)
-    register.run(settings, run_id)
+    registered = register.run(settings, run_id)
     tracking.connect(settings)
-    version = Registry(settings.model_name).resolve(None, "champion")
+    # Registration never moves the champion (a deployment does): make it by hand, as an
+    # operator's `loopline model promote` would.
+    registry = Registry(settings.model_name)
+    registry.promote_champion(registered.model_version)
+    version = registry.resolve(None, "champion")
     model_dir = servability.materialize(settings, version, "champion", state.parent / "model")
     yield Champion(state=state, data=data, model_dir=model_dir)
 

@@ -20,6 +20,9 @@ EXPECTED_FILES = {
     "drift-monitor.yaml",
     "retrain-webhook-eventsource.yaml",
     "retrain-on-event-sensor.yaml",
+    "canary-promote.yaml",
+    "canary-abort.yaml",
+    "canary-rollback.yaml",
 }
 
 
@@ -118,14 +121,15 @@ def _retry_strategies(value: Any, where: str) -> Iterator[tuple[str, Any]]:
             yield from _retry_strategies(item, f"{where}[{index}]")
 
 
-def test_every_committed_retry_strategy_never_retries_bad_input_or_a_gate() -> None:
+def test_every_committed_retry_strategy_never_retries_bad_input_a_gate_or_a_rollback() -> None:
     strategies: dict[str, Any] = {}
     for path in sorted(DEFAULT_OUT_DIR.glob("*.yaml")):
         document = yaml.safe_load(path.read_text())
         if document["kind"] in WORKFLOW_KINDS:
             strategies.update(_retry_strategies(document, path.name))
 
-    assert len(strategies) >= 6, sorted(strategies)  # the five retrain steps and the drift check
+    # The seven retrain steps, the drift check and the three canary templates.
+    assert len(strategies) >= 11, sorted(strategies)
     for where, strategy in strategies.items():
         assert strategy["expression"] == retry_expression(), where
         assert strategy["retryPolicy"] == "Always", where
@@ -133,7 +137,7 @@ def test_every_committed_retry_strategy_never_retries_bad_input_or_a_gate() -> N
     expression = parse_retry_expression(retry_expression())
     decisions = {
         code: expression.allows_retry(LastRetry(code, "Failed", 3.0, "", 0))
-        for code in (1, 2, 3, 137)
+        for code in (1, 2, 3, 4, 137)
     }
-    assert decisions == {1: True, 2: False, 3: False, 137: True}
+    assert decisions == {1: True, 2: False, 3: False, 4: False, 137: True}
     assert expression.allows_retry(LastRetry(None, "Error", 3.0, "pod deleted", 0))

@@ -8,9 +8,7 @@ from pathlib import Path
 from typing import Any, get_args
 
 import pytest
-import yaml
 
-from pipelines.render import render_all
 from pipelines.retrain import (
     PROMOTE_WHEN,
     Stage,
@@ -20,9 +18,18 @@ from pipelines.retrain import (
 )
 from pipelines.templates import OUT_DIR, PIPELINE_VERSION, PodProfile, step_template
 from steps.core.names import STEP_OUTPUTS
-from steps.core.settings import ModelKind
+from steps.core.settings import CanarySettings, DeploySettings, ModelKind
+from tests.pipelines.documents import (
+    REPO,
+    assert_bounded_non_root_step,
+    critical_path_s,
+    parse_args,
+    restricted_problems,
+)
+from tests.pipelines.documents import document as _document
+from tests.pipelines.documents import tasks as _tasks
+from tests.pipelines.documents import templates as _templates
 
-REPO = Path(__file__).resolve().parents[2]
 GATE = "{{tasks.evaluate.outputs.parameters.decision}} == promote"
 
 # The step CLI contract: flags taking a value, value-less switches, output parameters.
@@ -41,7 +48,7 @@ STEP_CONTRACT: dict[str, tuple[list[str], list[str], set[str]]] = {
         {"run_id", "data_hash", "model_uri"},
     ),
     "evaluate": (["--run-id"], ["--no-fail-on-reject"], {"decision", "reasons", "report_uri"}),
-    "register": (["--run-id", "--pipeline-run"], [], {"model_version", "champion_set"}),
+    "register": (["--run-id", "--pipeline-run"], [], {"model_version"}),
     "build": (["--model-version", "--platform"], [], {"bento_tag", "archive_uri", "model_tag"}),
     "containerize": (
         ["--archive-uri", "--platforms", "--registry", "--builder"],
@@ -53,45 +60,18 @@ STEP_CONTRACT: dict[str, tuple[list[str], list[str], set[str]]] = {
         [],
         {"track", "canary_weight", "endpoint"},
     ),
+    "promote": (
+        ["--model-version", "--pipeline-run"],
+        [],
+        {"outcome", "final_weight", "reasons", "report_uri"},
+    ),
 }
-
-
-def _document(name: str) -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.safe_load(render_all()[name])
-    return loaded
 
 
 @pytest.fixture(scope="module")
 def template_spec() -> dict[str, Any]:
     spec: dict[str, Any] = _document("retrain.yaml")["spec"]
     return spec
-
-
-def _templates(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {template["name"]: template for template in spec["templates"]}
-
-
-def _tasks(spec: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    dag = _templates(spec)[spec["entrypoint"]]["dag"]
-    return {task["name"]: task for task in dag["tasks"]}
-
-
-def _parse_args(args: list[str]) -> tuple[dict[str, str], list[str]]:
-    """Split container args into ``--flag value`` pairs and value-less switches."""
-    values: dict[str, str] = {}
-    switches: list[str] = []
-    index = 0
-    while index < len(args):
-        flag = args[index]
-        assert flag.startswith("--"), f"expected a flag, got {flag!r} in {args}"
-        following = args[index + 1] if index + 1 < len(args) else None
-        if following is None or following.startswith("--"):
-            switches.append(flag)
-            index += 1
-        else:
-            values[flag] = following
-            index += 2
-    return values, switches
 
 
 def test_dag_edges_are_the_pipeline_order(template_spec: dict[str, Any]) -> None:
@@ -106,6 +86,7 @@ def test_dag_edges_are_the_pipeline_order(template_spec: dict[str, Any]) -> None
         ("register", "build"),
         ("build", "containerize"),
         ("containerize", "deploy"),
+        ("deploy", "promote"),
     }
 
 
@@ -114,7 +95,7 @@ def test_every_task_after_evaluate_is_gated_on_promote(template_spec: dict[str, 
 
     gated = {name for name, task in tasks.items() if task.get("when") == GATE}
 
-    assert gated == {"register", "build", "containerize", "deploy"}
+    assert gated == {"register", "build", "containerize", "deploy", "promote"}
     assert "when" not in tasks["train"] and "when" not in tasks["evaluate"]
     assert PROMOTE_WHEN == GATE
 
@@ -127,7 +108,7 @@ def test_every_step_runs_its_cli_with_the_contract_flags(template_spec: dict[str
     for name, template in containers.items():
         flags, switches, _ = STEP_CONTRACT[name]
         container = template["container"]
-        values, found_switches = _parse_args(container["args"])
+        values, found_switches = parse_args(container["args"])
         assert container["command"] == ["python", "-m", f"steps.{name}"], name
         assert set(values) == {*flags, "--out-dir"}, name
         assert values["--out-dir"] == OUT_DIR
@@ -138,7 +119,7 @@ def test_step_flags_take_the_template_inputs(template_spec: dict[str, Any]) -> N
     for name, template in _templates(template_spec).items():
         if "container" not in template:
             continue
-        values, _ = _parse_args(template["container"]["args"])
+        values, _ = parse_args(template["container"]["args"])
         inputs = {parameter["name"] for parameter in template["inputs"]["parameters"]}
         from_inputs = {
             flag[2:]: value for flag, value in values.items() if "inputs.parameters" in value
@@ -175,7 +156,7 @@ def test_evaluation_report_and_bento_are_key_only_artifacts(template_spec: dict[
     assert artifacts["evaluate"] == ["evaluation"]
     assert artifacts["build"] == ["bento"]
     assert artifacts["train"] == artifacts["register"] == artifacts["containerize"] == []
-    assert artifacts["deploy"] == []
+    assert artifacts["deploy"] == artifacts["promote"] == []
 
 
 def test_tasks_pass_outputs_of_the_tasks_they_depend_on(template_spec: dict[str, Any]) -> None:
@@ -205,6 +186,10 @@ def test_tasks_pass_outputs_of_the_tasks_they_depend_on(template_spec: dict[str,
         "{{tasks.containerize.outputs.parameters.image_ref}}"
     )
     assert argument("deploy", "pipeline-run") == "{{workflow.name}}"
+    assert argument("promote", "model-version") == (
+        "{{tasks.register.outputs.parameters.model_version}}"
+    )
+    assert argument("promote", "pipeline-run") == "{{workflow.name}}"
 
 
 def test_workflow_parameters_have_defaults_for_what_a_run_varies(
@@ -259,24 +244,72 @@ def test_only_the_image_build_is_pinned_to_arm64_and_runs_the_builder_image(
 def test_every_step_has_limits_deadline_retries_and_runs_as_non_root(
     template_spec: dict[str, Any],
 ) -> None:
-    for name, template in _templates(template_spec).items():
-        if "container" not in template:
-            continue
-        container = template["container"]
-        assert set(container["resources"]) == {"requests", "limits"}, name
-        assert set(container["resources"]["limits"]) == {"cpu", "memory"}, name
-        assert int(template["activeDeadlineSeconds"]) > 0, name
-        retry = template["retryStrategy"]
-        assert isinstance(retry["limit"], str) and int(retry["limit"]) >= 1, name
-        assert set(retry["backoff"]) == {"duration", "factor", "maxDuration"}, name
-        assert container["securityContext"]["runAsNonRoot"] is True, name
-        assert container["securityContext"]["runAsUser"] == 10001, name
+    steps = {n: t for n, t in _templates(template_spec).items() if "container" in t}
+
+    for name, template in steps.items():
+        assert_bounded_non_root_step(name, template)
+    # Pod Security "restricted", except the image build: rootless BuildKit needs Unconfined.
+    assert {
+        name: restricted_problems(t) for name, t in steps.items() if restricted_problems(t)
+    } == {
+        "containerize": [
+            "containers[?]: allowPrivilegeEscalation must be false",
+            "containers[?]: capabilities.drop must include ALL",
+            "containers[?]: seccompProfile.type must be RuntimeDefault or Localhost"
+            " (container or pod)",
+        ]
+    }
+
+
+def test_the_workflow_deadline_covers_one_attempt_of_every_step_in_a_row(
+    template_spec: dict[str, Any],
+) -> None:
+    deadlines = {
+        name: int(t["activeDeadlineSeconds"])
+        for name, t in _templates(template_spec).items()
+        if "container" in t
+    }
+
+    # The DAG is a chain: its critical path is every step, the promotion included.
+    assert critical_path_s(template_spec) == sum(deadlines.values())
+    assert deadlines["promote"] > max(d for n, d in deadlines.items() if n != "promote")
+    assert template_spec["activeDeadlineSeconds"] >= critical_path_s(template_spec)
+
+
+def test_the_promote_deadline_covers_the_whole_canary_schedule(
+    template_spec: dict[str, Any],
+) -> None:
+    deploy, canary = DeploySettings(), CanarySettings()
+    # Every traffic step judged once, then held for each inconclusive verdict allowed, one
+    # cluster interval each; then the rollouts (the canary's and stable's).
+    intervals = len(deploy.traffic_steps) * (1 + canary.max_inconclusive)
+    schedule_s = intervals * canary.interval_for("kubernetes") + 2 * deploy.rollout_timeout_s
+
+    promote = _templates(template_spec)["promote"]
+
+    assert int(promote["activeDeadlineSeconds"]) >= schedule_s
+    assert int(promote["activeDeadlineSeconds"]) <= schedule_s * 1.5  # not a blanket "forever"
+
+
+def test_promote_is_retried_twice_but_never_after_a_rollback(
+    template_spec: dict[str, Any],
+) -> None:
+    from steps.localrun.retry_expression import LastRetry, parse_retry_expression
+
+    retry = _templates(template_spec)["promote"]["retryStrategy"]
+    expression = parse_retry_expression(retry["expression"])
+
+    assert retry["limit"] == "2"
+    retried = {
+        code: expression.allows_retry(LastRetry(code, "Failed", 60.0, "", 0))
+        for code in (1, 2, 3, 4)
+    }
+    assert retried == {1: True, 2: False, 3: False, 4: False}
 
 
 def test_the_template_sets_deadline_gc_ttl_and_service_account(
     template_spec: dict[str, Any],
 ) -> None:
-    assert template_spec["activeDeadlineSeconds"] == 4 * 3600
     assert template_spec["podGC"] == {"strategy": "OnWorkflowSuccess"}
     assert set(template_spec["ttlStrategy"]) == {"secondsAfterSuccess", "secondsAfterFailure"}
     assert template_spec["serviceAccountName"] == "loopline-pipeline"
@@ -285,18 +318,12 @@ def test_the_template_sets_deadline_gc_ttl_and_service_account(
     }
 
 
-def test_steps_read_settings_from_the_config_map_and_secrets(
+def test_no_step_passes_a_secret_as_plain_env(
     template_spec: dict[str, Any],
 ) -> None:
     for template in _templates(template_spec).values():
         if "container" not in template:
             continue
-        env_from = template["container"]["envFrom"]
-        assert env_from == [
-            {"configMapRef": {"name": "loopline-config"}},
-            {"secretRef": {"name": "loopline-s3"}},
-            {"secretRef": {"name": "loopline-mlflow", "optional": True}},
-        ]
         for variable in template["container"].get("env", []):
             assert "SECRET" not in variable["name"] and "PASSWORD" not in variable["name"]
 
@@ -330,18 +357,18 @@ def test_submit_file_is_a_workflow_referencing_the_template() -> None:
 def test_a_stage_appended_later_extends_the_dag_without_rewiring(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setitem(STEP_OUTPUTS, "promote", ("weight",))
-    promote = step_template(
-        "promote",
+    monkeypatch.setitem(STEP_OUTPUTS, "notify", ("sent",))
+    notify = step_template(
+        "notify",
         flags=("model-version",),
         profile=PodProfile("100m", "128Mi", "200m", "256Mi", deadline_s=600),
     )
     stages = [
         *retrain_stages(),
         Stage(
-            promote,
+            notify,
             {"model-version": "{{tasks.register.outputs.parameters.model_version}}"},
-            after=("deploy",),
+            after=("promote",),
             when=PROMOTE_WHEN,
         ),
     ]
@@ -350,15 +377,15 @@ def test_a_stage_appended_later_extends_the_dag_without_rewiring(
 
     tasks = _tasks(spec)
     assert list(tasks) == [
-        "train", "evaluate", "register", "build", "containerize", "deploy", "promote"
+        "train", "evaluate", "register", "build", "containerize", "deploy", "promote", "notify"
     ]  # fmt: skip
-    assert tasks["promote"]["depends"] == "deploy"
-    assert tasks["promote"]["when"] == GATE
+    assert tasks["notify"]["depends"] == "promote"
+    assert tasks["notify"]["when"] == GATE
     assert _tasks(_document("retrain.yaml")["spec"]) == {
-        name: task for name, task in tasks.items() if name != "promote"
+        name: task for name, task in tasks.items() if name != "notify"
     }
-    assert shlex.join(_templates(spec)["promote"]["container"]["command"]) == (
-        "python -m steps.promote"
+    assert shlex.join(_templates(spec)["notify"]["container"]["command"]) == (
+        "python -m steps.notify"
     )
 
 

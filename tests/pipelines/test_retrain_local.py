@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 ARGO = Path(__file__).resolve().parents[2] / "argo"
 
 
-def test_rendered_retrain_trains_gates_registers_builds_skips_the_image_and_deploys(
+def test_rendered_retrain_trains_gates_registers_builds_skips_the_image_deploys_and_promotes(
     tmp_path: Path, churn_parquet: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from mlflow.tracking import MlflowClient
@@ -43,7 +43,8 @@ def test_rendered_retrain_trains_gates_registers_builds_skips_the_image_and_depl
     assert record.phase == "Succeeded", [(n.display_name, n.phase, n.message) for n in record.nodes]
     phases = {n.display_name: n.phase for n in record.nodes if n.type != "DAG"}
     assert phases == dict.fromkeys(
-        ("train", "evaluate", "register", "build", "containerize", "deploy"), "Succeeded"
+        ("train", "evaluate", "register", "build", "containerize", "deploy", "promote"),
+        "Succeeded",
     )
     # The first version goes straight to stable at 100 %; the deploy node had started the stack.
     assert out_of(record, "deploy") == {
@@ -52,9 +53,13 @@ def test_rendered_retrain_trains_gates_registers_builds_skips_the_image_and_depl
         "endpoint": out_of(record, "deploy")["endpoint"],
     }
     assert "stable" in stopped
+    # Already on stable at 100 %: the promotion has nothing to do, and says so.
+    promote = out_of(record, "promote")
+    assert (promote["outcome"], promote["final_weight"]) == ("promoted", "100")
+    assert "already serves 100% on stable" in promote["reasons"]
     out = {n.display_name: n.outputs.parameters for n in record.nodes}
     assert out["evaluate"]["decision"] == "promote"
-    assert out["register"] == {"model_version": "1", "champion_set": "true"}
+    assert out["register"] == {"model_version": "1"}
     assert out["containerize"]["image_ref"] == "none"
     # The key-only S3 artifact of the build landed in the local artifact store.
     assert out["build"]["archive_uri"].startswith(settings.resolved_artifact_store)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import json
 import math
@@ -202,3 +203,50 @@ def test_every_answered_row_reaches_the_inference_log(client: Client, service: M
     assert first["prediction"] == pytest.approx(answers[0]["probability"])
     assert {k: first[k] for k in rows[0]} == rows[0]
     assert (first["model_name"], first["model_version"]) == ("churn", "7")
+
+
+def test_no_fault_is_injected_by_default(service: ModuleType) -> None:
+    assert service.FAULTS is None
+    settings = service.SETTINGS.model_copy(update={"fault_delay_ms": 0.0})
+    assert service.FaultInjection.from_settings(settings) is None
+
+
+def test_an_injected_error_is_a_500_naming_its_setting(service: ModuleType) -> None:
+    from bentoml.exceptions import InternalServerError
+
+    settings = service.SETTINGS.model_copy(update={"fault_error_ratio": 1.0})
+    faults = service.FaultInjection.from_settings(settings)
+    assert faults == service.FaultInjection(error_ratio=1.0, delay_ms=0.0)
+    with pytest.raises(InternalServerError) as caught:
+        asyncio.run(faults.inject())
+    assert caught.value.error_code == 500
+    assert str(caught.value) == "injected fault (LOOPLINE_SERVING__FAULT_ERROR_RATIO=1.0)"
+
+
+def test_a_partial_error_ratio_fails_some_requests_not_all(service: ModuleType) -> None:
+    from bentoml.exceptions import InternalServerError
+
+    faults = service.FaultInjection(error_ratio=0.5, delay_ms=0.0)
+
+    async def failed() -> bool:
+        try:
+            await faults.inject()
+        except InternalServerError:
+            return True
+        return False
+
+    outcomes = [asyncio.run(failed()) for _ in range(200)]
+    assert 40 < sum(outcomes) < 160  # 0.5 of 200; outside this band with p < 1e-18
+
+
+def test_an_injected_delay_does_not_block_the_event_loop(service: ModuleType) -> None:
+    faults = service.FaultInjection(error_ratio=0.0, delay_ms=200.0)
+
+    async def two_requests() -> float:
+        started = time.monotonic()
+        await asyncio.gather(faults.inject(), faults.inject())
+        return time.monotonic() - started
+
+    elapsed_s = asyncio.run(two_requests())
+    assert elapsed_s >= 0.2
+    assert elapsed_s < 0.4  # both waited at once: a blocking sleep would take 0.4 s

@@ -6,11 +6,13 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
@@ -28,6 +30,9 @@ pytestmark = pytest.mark.integration
 
 TRAINING_PACKAGES = ("sklearn", "pandas", "mlflow", "scipy.stats")
 VALID = sample_rows(1)[0]
+
+
+PROBABILITY_BOUNDS = ("0.1", "0.2", "0.3", "0.4", "0.5", "0.6", "0.7", "0.8", "0.9", "1.0")
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +137,31 @@ def test_concurrent_rows_are_scored_in_shared_batches(server: Server) -> None:
     assert batches < requests  # at least one model call scored several requests
 
 
+def _probability_buckets(metrics: str) -> dict[str, float]:
+    name = "loopline_prediction_probability_bucket"
+    return {le: _counter(metrics, name, le=le) for le in (*PROBABILITY_BOUNDS, "+Inf")}
+
+
+def test_metrics_hold_a_histogram_of_every_answered_probability(server: Server) -> None:
+    before = server.metrics()
+    singles = [_post(server, "/predict", row).json() for row in sample_rows(7, seed=21)]
+    batch = _post(server, "/predict_batch", sample_rows(120, seed=22)).json()
+    after = server.metrics()
+    probabilities = np.array([answer["probability"] for answer in [*singles, *batch]])
+    # Prometheus buckets are cumulative and inclusive: le="0.3" counts p <= 0.3.
+    expected = {le: float(np.sum(probabilities <= float(le))) for le in PROBABILITY_BOUNDS}
+    expected["+Inf"] = float(len(probabilities))
+    assert len({e for e in expected.values()}) >= 4  # the rows spread over several buckets
+    counted_before = _probability_buckets(before)
+    counted = {le: n - counted_before[le] for le, n in _probability_buckets(after).items()}
+    assert counted == expected
+    name = "loopline_prediction_probability"
+    count = _counter(after, f"{name}_count") - _counter(before, f"{name}_count")
+    total = _counter(after, f"{name}_sum") - _counter(before, f"{name}_sum")
+    assert count == 127
+    assert total == pytest.approx(probabilities.sum(), abs=1e-6)
+
+
 def test_metadata_is_the_models_and_no_bento_from_source(server: Server) -> None:
     response = _post(server, "/metadata", {})
     assert response.status_code == 200
@@ -215,3 +245,53 @@ def test_every_row_is_logged_by_a_normal_stop(
     ]
     assert len(logged) == 200
     assert set(logged) == answered
+
+
+def test_an_error_ratio_of_one_answers_every_prediction_500_counted_by_bentoml(
+    serve: Callable[..., Server],
+) -> None:
+    server = serve(fault_error_ratio="1.0")
+    predict = [_post(server, "/predict", VALID).status_code for _ in range(4)]
+    batch = _post(server, "/predict_batch", sample_rows(3)).status_code
+    assert (predict, batch) == ([500] * 4, 500)
+    metadata = _post(server, "/metadata", {})
+    assert metadata.status_code == 200
+    assert metadata.json() == {**METADATA, "bento_tag": None}
+    assert server.http.get("/readyz").status_code == 200
+    metrics = server.metrics()
+    requests = "bentoml_service_request_total"
+    assert _counter(metrics, requests, endpoint="/predict", http_response_code="500") == 4
+    assert _counter(metrics, requests, endpoint="/predict_batch", http_response_code="500") == 1
+    assert _counter(metrics, requests, http_response_code="200", endpoint="/metadata") == 1
+    assert _counter(metrics, "loopline_prediction_probability_count") == 0  # nothing scored
+    output = server.output()
+    assert "LOOPLINE_SERVING__FAULT_ERROR_RATIO=1.0, LOOPLINE_SERVING__FAULT_DELAY_MS=0.0" in output
+    assert "injected fault (LOOPLINE_SERVING__FAULT_ERROR_RATIO=1.0)" in output
+
+
+def test_an_injected_delay_slows_every_prediction_and_errors_are_drawn_per_request(
+    serve: Callable[..., Server],
+) -> None:
+    delay_s = 0.2
+    server = serve(fault_error_ratio="0.5", fault_delay_ms="200", batch_max_latency_ms="5000")
+
+    def timed_predict(row: dict[str, object]) -> tuple[int, float]:
+        started = time.monotonic()
+        code = _post(server, "/predict", row).status_code
+        return code, time.monotonic() - started
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        answers = list(pool.map(timed_predict, sample_rows(40, seed=5)))
+    codes = [code for code, _ in answers]
+    assert set(codes) == {200, 500}  # all one code: p = 2 x 0.5^40
+    assert min(elapsed_s for _, elapsed_s in answers) >= delay_s
+    metrics = server.metrics()
+    duration = "bentoml_service_request_duration_seconds"
+    labels = {"endpoint": "/predict"}
+    # BentoML's own histogram times the delay: no request under it (its bucket le=0.1).
+    assert _counter(metrics, f"{duration}_count", **labels) == 40
+    assert f'{duration}_bucket{{endpoint="/predict",http_response_code="200",le="0.1"' in metrics
+    assert _counter(metrics, f"{duration}_bucket", le="0.1", **labels) == 0
+    requests = "bentoml_service_request_total"
+    assert _counter(metrics, requests, http_response_code="500", **labels) == codes.count(500)
+    assert _counter(metrics, "loopline_prediction_probability_count") == codes.count(200)

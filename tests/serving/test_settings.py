@@ -23,6 +23,7 @@ def test_model_tag_alone_is_enough(monkeypatch: pytest.MonkeyPatch) -> None:
     assert settings.model_dir is None
     assert settings.max_batch_rows == 1000
     assert settings.log_dir == ".loopline/inference-log"
+    assert (settings.fault_error_ratio, settings.fault_delay_ms) == (0.0, 0.0)  # drills only
 
 
 @pytest.mark.parametrize("tag, directory", [(None, None), ("churn:abc", "/models/churn")])
@@ -47,6 +48,10 @@ def test_exactly_one_model_source_is_required(
         ("LOG_DIR", "gs://bucket/log"),
         ("LOG_DIR", "s3:///no-bucket"),
         ("LOG_FLUSH_INTERVAL_S", "-1"),
+        ("FAULT_ERROR_RATIO", "1.5"),
+        ("FAULT_ERROR_RATIO", "-0.1"),
+        ("FAULT_DELAY_MS", "-1"),
+        ("FAULT_DELAY_MS", "10001"),
     ],
 )
 def test_bad_values_name_their_variable(

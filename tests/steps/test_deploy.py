@@ -94,6 +94,9 @@ class FakePlatform:
     def track_url(self, track: Track) -> str:
         return f"http://{track}.test:3000"
 
+    def retire(self, track: Track) -> None:
+        self.calls.append(f"retire {track}")
+
     def weights(self) -> Weights:
         return self.served_now.weights
 

@@ -25,7 +25,7 @@ from steps.core.settings import DriftSettings, Settings, load_settings
 from steps.io import tracking
 from steps.ml.synthetic import NUMERIC_FEATURES, churn_frame
 from tests.fixtures.inference_log import write_log, write_raw_part
-from tests.fixtures.training import small_settings
+from tests.fixtures.training import make_champion, small_settings
 
 SHIFTED = ("monthly_charges", "data_usage_gb", "support_calls", "age")
 OUTPUTS = ("drifted", "reason", "report_uri", "status", "model_version", "drifted_share")
@@ -64,7 +64,7 @@ def champion(tmp_path_factory: pytest.TempPathFactory, churn_parquet: Path) -> C
         patch.chdir(state.parent)
         run_id = train.run(settings, pipeline_run="drift-fixture").run_id
         evaluate.run(settings, run_id)
-        register.run(settings, run_id)
+        make_champion(register.run(settings, run_id).model_version, settings)
         model = mlflow.pyfunc.load_model(f"models:/{settings.model_name}@champion")
     return Champion(settings, model)
 

@@ -12,7 +12,7 @@ from steps import evaluate, register, train
 from steps.cli import app
 from steps.core import names
 from steps.ml.holdout import ROW_KEY_COLUMN
-from tests.fixtures.training import small_settings
+from tests.fixtures.training import make_champion, small_settings
 
 pytestmark = pytest.mark.integration
 
@@ -60,7 +60,7 @@ def test_weak_challenger_is_rejected_against_the_champion(
     strong = small_settings(tmp_path, churn_parquet)
     champion_run = train.run(strong).run_id
     evaluate.run(strong, champion_run)
-    register.run(strong, champion_run)
+    make_champion(register.run(strong, champion_run).model_version, strong)
     weak = small_settings(tmp_path, churn_parquet, n_estimators=1, max_depth=1)
     weak_run = train.run(weak).run_id
     lenient = weak.model_copy(update={"gate": weak.gate.model_copy(update={"min_value": 0.5})})
@@ -135,7 +135,7 @@ def _registered_champion(state: Path, data: Path, holdout: str = "auto") -> str:
     )
     run_id = train.run(settings).run_id
     evaluate.run(settings, run_id)
-    register.run(settings, run_id)
+    make_champion(register.run(settings, run_id).model_version, settings)
     return run_id
 
 

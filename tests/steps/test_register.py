@@ -12,7 +12,7 @@ from steps.cli import app
 from steps.core import names
 from steps.core.errors import RegistryError, ServabilityError
 from steps.core.settings import Settings
-from tests.fixtures.training import small_settings
+from tests.fixtures.training import make_champion, small_settings
 
 pytestmark = pytest.mark.integration
 
@@ -36,11 +36,12 @@ def test_registration_lifecycle(tmp_path: Path, churn_parquet: Path) -> None:
     with pytest.raises(RegistryError, match="gate decision 'none'"):
         register.run(settings, first)
 
-    # The first gated version becomes challenger and champion, with lineage tags.
+    # The first gated version becomes challenger, never champion (a deployment moves that),
+    # with lineage tags.
     evaluate.run(settings, first)
     one = register.run(settings, first, pipeline_run="wf-1")
-    assert (one.model_version, one.created, one.champion_set) == ("1", True, True)
-    assert one.aliases == ["challenger", "champion"]
+    assert (one.model_version, one.created) == ("1", True)
+    assert one.aliases == ["challenger"]
     served = one.servability
     assert (served.model_kind, served.model_file) == ("xgboost", "model.ubj")
     assert served.requirements_lock == "serving/requirements.lock"
@@ -57,11 +58,13 @@ def test_registration_lifecycle(tmp_path: Path, churn_parquet: Path) -> None:
     assert (again.model_version, again.created) == ("1", False)
     assert len(MlflowClient().search_model_versions(f"name='{settings.model_name}'")) == 1
 
-    # A second gated run becomes challenger; the champion stays.
+    # Made champion (as its first deployment does), then a second gated run becomes
+    # challenger; the champion stays.
+    assert register.promote(settings, settings.model_name, "1").previous_champion is None
     second = train.run(settings, pipeline_run="wf-2").run_id
     evaluate.run(settings, second)
     two = register.run(settings, second, pipeline_run="wf-2")
-    assert (two.model_version, two.champion_set) == ("2", False)
+    assert two.model_version == "2"
     assert _aliases(settings, settings.model_name) == {"challenger": "2", "champion": "1"}
 
     # Promotion moves champion and remembers the previous one for rollback.
@@ -90,8 +93,8 @@ def test_cli_writes_outputs_and_model_commands_report(
     registered = CliRunner().invoke(app, ["register", "--run-id", run_id, "--out-dir", str(out)])
     assert registered.exit_code == 0, registered.output
     assert (out / "model_version").read_text() == "1"
-    assert (out / "champion_set").read_text() == "true"
-    assert "is now champion" in registered.output
+    assert sorted(p.name for p in out.iterdir() if p.name != "result.json") == ["model_version"]
+    assert "champion" not in registered.output
 
     shown = CliRunner().invoke(app, ["model", "show", settings.model_name])
     assert shown.exit_code == 0 and run_id in shown.output
@@ -149,9 +152,10 @@ def test_an_unservable_model_is_refused_before_the_registry_is_touched(
     assert _registry(settings) == ([], {})
     assert not out.exists()
 
-    # Restored, the same run registers as version 1 and becomes champion.
+    # Restored, the same run registers as version 1 (challenger; made champion as a deployment
+    # would).
     (native / "model.pkl").rename(native / "model.ubj")
-    assert register.run(settings, first).champion_set
+    make_champion(register.run(settings, first).model_version, settings)
 
     # A second gated run whose kind has no serving image is refused; nothing moves.
     second = train.run(settings, pipeline_run="wf-2").run_id

@@ -55,13 +55,25 @@ def _start_ticks(pid: int) -> str:
 
 
 def group_members(pgid: int) -> list[int]:
-    """Every live process in process group ``pgid`` (a part and all it forked)."""
-    members = []
+    """Every live process of the part whose process group is ``pgid``: the group's members and
+    all their descendants (BentoML starts its workers in process groups of their own, so the
+    group alone would miss them and a stopped track would leave its workers running)."""
+    table = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             fields = _stat_fields(int(entry.name))
-            if fields and fields[2] == str(pgid) and fields[0] not in ("Z", "X"):
-                members.append(int(entry.name))
+            if fields and fields[0] not in ("Z", "X"):
+                table[int(entry.name)] = fields
+    members = {pid for pid, fields in table.items() if fields[2] == str(pgid)}
+    children: dict[int, list[int]] = {}
+    for pid, fields in table.items():
+        children.setdefault(int(fields[1]), []).append(pid)
+    pending = list(members)
+    while pending:
+        for child in children.get(pending.pop(), []):
+            if child not in members:
+                members.add(child)
+                pending.append(child)
     return sorted(members)
 
 
@@ -182,19 +194,29 @@ def stop(part: str, pid_file: Path, deadline_s: float = STOP_DEADLINE_S) -> bool
     pid_file.unlink(missing_ok=True)
     if running is None:
         return False
+    # Taken before the signal: a descendant outside the group is orphaned once its parent exits.
+    members = set(group_members(running.pid))
     _signal_group(running.pid, signal.SIGTERM)
     started = time.monotonic()
-    while group_members(running.pid) and time.monotonic() - started < deadline_s:
+    while _alive(members) and time.monotonic() - started < deadline_s:
+        members |= set(group_members(running.pid))
         _reap(running.pid)
         time.sleep(POLL_S)
-    if group_members(running.pid):
+    if _alive(members):
         _signal_group(running.pid, signal.SIGKILL)
+        for pid in _alive(members):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         time.sleep(POLL_S)
     _reap(running.pid)
-    survivors = group_members(running.pid)
+    survivors = _alive(members)
     if survivors:
         raise StackError(f"{part}: processes {survivors} survived SIGKILL")
     return True
+
+
+def _alive(pids: set[int]) -> list[int]:
+    return sorted(pid for pid in pids if is_alive(pid))
 
 
 def _signal_group(pgid: int, sig: signal.Signals) -> None:

@@ -109,6 +109,18 @@ class LocalPlatform:
         """``http://host:port`` of ``track``'s server."""
         return tracks.url(self.settings, track)
 
+    def retire(self, track: Track) -> None:
+        """Stop ``track``'s server and record that it serves nothing (HAProxy: maintenance).
+
+        The route's weights are not touched; Prometheus stops scraping the track.
+        """
+        state = load_state(self.paths).with_release(track, None)
+        save_state(self.paths, state)
+        if processes.read_pid_file(self.paths.pid_file("router")):
+            haproxy.send(self.paths.admin_socket, haproxy.state_command(track, serving=False))
+        processes.stop(track, self.paths.pid_file(track))
+        self._configure_prometheus(state)
+
     # Router
 
     def weights(self) -> Weights:

@@ -82,6 +82,13 @@ class StackPaths:
         """The stack's own BentoML store, into which track archives are imported."""
         return self.root / "bentoml"
 
+    def track_home(self, track: str) -> Path:
+        """``track``'s own BentoML home: the shared store's bentos and models (symlinked) and
+        its own Prometheus multiprocess directory, which BentoML keeps under the home and
+        empties when a server starts (a shared one would mix, then drop, the other track's
+        metrics)."""
+        return self.root / f"bentoml-{track}"
+
     @property
     def locustfile(self) -> Path:
         """The generated Locust file (the project's user at a constant rate)."""

@@ -3,7 +3,8 @@
 As a cluster pulls an image, the stack fetches the release's exported bento from the artifact
 store (``file://`` or ``s3://``), imports it into the stack's own BentoML home and serves it by
 tag. ``bentoml serve`` outside a container does not apply the bento's ``envs``, so they are set
-here, as the image would, plus where the inference log goes (where the drift monitor reads it).
+here, as the image would, plus where the inference log goes (where the drift monitor reads it),
+and, on the canary track only, the drill faults of ``LOOPLINE_STACK__CANARY_FAULT_*``.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from typing import Any
 
 import yaml
 
-from serving.settings import server_environment
+from serving.settings import ENV_PREFIX, server_environment
 from steps.core.errors import DeployError
-from steps.core.settings import Settings
+from steps.core.settings import Settings, StackSettings
 from steps.io.artifact_store import ArtifactStore
 from steps.platform.base import Release, Track
 from steps.platform.local import processes
@@ -95,7 +96,7 @@ def serve_command(
     stack = settings.stack
     own = {
         **bento.envs,
-        "BENTOML_HOME": str(paths.bentoml_home),
+        "BENTOML_HOME": str(track_home(paths, track)),
         "BENTOML_DO_NOT_TRACK": "True",
         "PYTHONPYCACHEPREFIX": str(settings.state_path / "pycache"),
         # where steps.drift reads by default: the stack's traffic is the monitored traffic
@@ -104,6 +105,8 @@ def serve_command(
     }
     if settings.s3.endpoint_url:
         own["LOOPLINE_SERVING__S3_ENDPOINT_URL"] = settings.s3.endpoint_url
+    if track == "canary":
+        own.update(canary_faults(stack))
     port = str(track_port(stack, track))
     argv = [
         sys.executable,
@@ -117,6 +120,33 @@ def serve_command(
         port,
     ]
     return argv, own
+
+
+def canary_faults(stack: StackSettings) -> dict[str, str]:
+    """The serving settings injecting the stack's drill faults into the canary's server.
+
+    Returns:
+        ``LOOPLINE_SERVING__FAULT_ERROR_RATIO`` and ``LOOPLINE_SERVING__FAULT_DELAY_MS`` when
+        non-zero (exact ``repr`` values), else nothing: a server without them has no faults.
+    """
+    faults = {
+        "FAULT_ERROR_RATIO": stack.canary_fault_error_ratio,
+        "FAULT_DELAY_MS": stack.canary_fault_delay_ms,
+    }
+    return {f"{ENV_PREFIX}{name}": repr(value) for name, value in faults.items() if value}
+
+
+def track_home(paths: StackPaths, track: Track) -> Path:
+    """Create (once) and return ``track``'s BentoML home: the stack's bentos and models through
+    symlinks, everything else (the Prometheus multiprocess directory) its own."""
+    home = paths.track_home(track)
+    home.mkdir(parents=True, exist_ok=True)
+    for shared in ("bentos", "models"):
+        (paths.bentoml_home / shared).mkdir(parents=True, exist_ok=True)
+        link = home / shared
+        if not link.is_symlink():
+            link.symlink_to(paths.bentoml_home / shared, target_is_directory=True)
+    return home
 
 
 def environment(own: dict[str, str]) -> dict[str, str]:

@@ -1,4 +1,5 @@
-"""The exit-code contract: 1 a service failed (retried), 2 bad input, 3 a gate said no."""
+"""The exit-code contract: 1 a service failed (retried), 2 bad input, 3 a gate said no,
+4 a canary was rolled back."""
 
 from __future__ import annotations
 
@@ -15,12 +16,14 @@ from steps.core.cli_support import reports_errors
 from steps.core.errors import (
     NOT_RETRIED_EXIT_CODES,
     BuildError,
+    CanaryRolledBack,
     ConfigError,
     DataError,
     DeployConflict,
     DeployError,
     GateRejected,
     LooplineError,
+    PromotionLocked,
     RegistryError,
     ServabilityError,
     ServiceError,
@@ -44,6 +47,8 @@ EXPECTED_EXIT_CODES: dict[type[LooplineError], int] = {
     DeployError: 1,
     DeployConflict: 2,
     StackError: 2,
+    PromotionLocked: 2,
+    CanaryRolledBack: 4,
 }
 
 
@@ -57,7 +62,7 @@ def test_every_error_class_has_its_documented_exit_code() -> None:
     }
     assert defined == set(EXPECTED_EXIT_CODES)  # a new class must be placed in the contract
     assert {cls: cls.exit_code for cls in defined} == EXPECTED_EXIT_CODES
-    assert NOT_RETRIED_EXIT_CODES == (2, 3)
+    assert NOT_RETRIED_EXIT_CODES == (2, 3, 4)
 
 
 def _app(raised: BaseException) -> typer.Typer:

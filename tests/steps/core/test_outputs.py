@@ -11,15 +11,15 @@ from steps.core.outputs import read_output, write_outputs
 
 
 def test_a_step_writes_exactly_its_declared_outputs(tmp_path: Path) -> None:
-    write_outputs(tmp_path, "register", {"model_version": "3", "champion_set": False})
-    assert read_output(tmp_path, "model_version") == "3"
-    assert read_output(tmp_path, "champion_set") == "false"
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(STEP_OUTPUTS["register"])
+    write_outputs(tmp_path, "deploy", {"track": "canary", "canary_weight": 10, "endpoint": "u"})
+    assert read_output(tmp_path, "canary_weight") == "10"
+    assert read_output(tmp_path, "track") == "canary"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(STEP_OUTPUTS["deploy"])
 
 
 def test_a_missing_or_extra_output_is_a_programming_error(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"step register must write outputs"):
-        write_outputs(tmp_path, "register", {"model_version": "3"})
+        write_outputs(tmp_path, "register", {})
     with pytest.raises(ValueError, match=r"step train must write outputs"):
         write_outputs(
             tmp_path, "train", {"run_id": "r", "data_hash": "h", "model_uri": "m", "x": 1}

@@ -79,7 +79,7 @@ def test_step_clis_train_evaluate_register_through_server_and_s3(
 
     client = MlflowClient(tracking_uri=mlflow_server.uri, registry_uri=mlflow_server.uri)
     model = client.get_registered_model("churn-server-e2e")
-    assert {k: str(v) for k, v in model.aliases.items()} == {"challenger": "1", "champion": "1"}
+    assert {k: str(v) for k, v in model.aliases.items()} == {"challenger": "1"}
     version = client.get_model_version("churn-server-e2e", "1")
     assert version.tags["pipeline_run"] == "wf-e2e"
     assert version.run_id == run_id

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from steps.core.errors import WorkflowError
+from pipelines.templates import retry_expression
+from steps.core.errors import NOT_RETRIED_EXIT_CODES, WorkflowError
 from steps.localrun.expressions import ExpressionError
 from steps.localrun.loader import load_workflow
 from steps.localrun.pods import NOT_RETRIED
@@ -34,6 +35,8 @@ def last(
         (NO_BAD_INPUT, last(2), False),
         (NO_BAD_INPUT, last(None, "Error"), True),  # no exit code: "-1", a lost pod
         ("asInt(lastRetry.exitCode) != 2 && asInt(lastRetry.exitCode) != 3", last(3), False),
+        ("asInt(lastRetry.exitCode) != 2 && asInt(lastRetry.exitCode) != 4", last(4), False),
+        ("asInt(lastRetry.exitCode) != 2 && asInt(lastRetry.exitCode) != 4", last(3), True),
         ("!(asInt(lastRetry.exitCode) in [2, 3])", last(3), False),
         ("asInt(lastRetry.exitCode) not in [2, 3]", last(137), True),
         ("lastRetry.exitCode != '2'", last(2), False),
@@ -173,6 +176,22 @@ def test_exit_2_is_not_retried(run_yaml: RunYaml) -> None:
     assert (node.phase, node.attempts, node.exit_code) == ("Failed", 1, 2)
     assert node.message == f"exit code 2; {NOT_RETRIED}"
     assert record.phase == "Failed"
+
+
+@pytest.mark.parametrize("code", NOT_RETRIED_EXIT_CODES)
+def test_the_pipelines_expression_never_retries_bad_input_a_gate_or_a_rollback(
+    run_yaml: RunYaml, code: int
+) -> None:
+    assert NOT_RETRIED_EXIT_CODES == (2, 3, 4)
+    record = run_yaml(workflow(f"expression: '{retry_expression()}'"), {"code": str(code)})
+    node = record.node("step")
+    assert (node.phase, node.attempts, node.exit_code) == ("Failed", 1, code)
+    assert node.message == f"exit code {code}; {NOT_RETRIED}"
+
+
+def test_the_pipelines_expression_retries_a_service_failure(run_yaml: RunYaml) -> None:
+    record = run_yaml(workflow(f"expression: '{retry_expression()}'"), {"code": "1"})
+    assert record.node("step").attempts == 3
 
 
 def test_exit_1_is_retried_up_to_the_limit(run_yaml: RunYaml) -> None:

@@ -187,3 +187,72 @@ def test_a_model_version_that_is_no_label_value_is_refused_before_patching(
         _platform(cluster).roll_out("canary", release, timeout_s=5)
 
     assert not [r for r in cluster.requests if r[0] == "PATCH"]
+
+
+def test_retire_puts_the_canary_back_at_rest_and_leaves_stable_and_route(
+    cluster: FakeKubeAPI,
+) -> None:
+    platform = _platform(cluster)
+    platform.roll_out(
+        "canary", Release(model_name="churn", version="2", artifact=V2_IMAGE), timeout_s=10
+    )
+    platform.set_weights(Weights.canary_at(30))
+    stable_before = cluster.get("deployments", NS, "loopline-stable")
+    route_before = cluster.get("httproutes", NS, "loopline")
+    patches_before = len([r for r in cluster.requests if r[0] == "PATCH"])
+
+    platform.retire("canary")
+
+    served = platform.served()
+    assert served.canary is None
+    assert served.stable == Release(model_name="churn", version="1", artifact=V1_IMAGE)
+    assert served.weights == Weights(stable=70, canary=30)  # the route is the caller's business
+    stored = cluster.get("deployments", NS, "loopline-canary")
+    template = stored["spec"]["template"]
+    assert stored["spec"]["replicas"] == 0
+    for labels in (stored["metadata"]["labels"], template["metadata"]["labels"]):
+        assert labels["loopline.dev/model-version"] == "none"
+        assert labels["loopline.dev/track"] == "canary"  # the selector's label is kept
+    assert ARTIFACT_ANNOTATION not in template["metadata"].get("annotations", {})
+    assert stored["status"]["observedGeneration"] == stored["metadata"]["generation"]
+    assert "replicas" not in stored["status"]  # 0, omitted as the real server does
+    assert cluster.get("deployments", NS, "loopline-stable") == stable_before
+    assert cluster.get("httproutes", NS, "loopline") == route_before
+    patches = [r for r in cluster.requests if r[0] == "PATCH"][patches_before:]
+    assert patches == [("PATCH", f"{DEPLOYMENTS}/loopline-canary", STRATEGIC_MERGE)]
+
+
+def test_retire_is_idempotent(cluster: FakeKubeAPI) -> None:
+    platform = _platform(cluster)
+    platform.roll_out(
+        "canary", Release(model_name="churn", version="2", artifact=V2_IMAGE), timeout_s=10
+    )
+    platform.retire("canary")
+    retired = cluster.get("deployments", NS, "loopline-canary")
+
+    platform.retire("canary")
+
+    again = cluster.get("deployments", NS, "loopline-canary")
+    assert again["metadata"]["resourceVersion"] == retired["metadata"]["resourceVersion"]
+    assert again["metadata"]["generation"] == retired["metadata"]["generation"]
+    assert platform.served().canary is None
+
+
+def test_a_retired_track_rolls_out_again_from_zero_replicas(cluster: FakeKubeAPI) -> None:
+    platform = _platform(cluster)
+    v2 = Release(model_name="churn", version="2", artifact=V2_IMAGE)
+    platform.roll_out("canary", v2, timeout_s=10)
+    platform.retire("canary")
+
+    platform.roll_out("canary", v2, timeout_s=10)
+
+    stored = cluster.get("deployments", NS, "loopline-canary")
+    assert stored["spec"]["replicas"] == 1
+    assert stored["spec"]["template"]["metadata"]["annotations"] == {ARTIFACT_ANNOTATION: V2_IMAGE}
+    assert stored["status"]["availableReplicas"] == 1
+    assert platform.served().canary == v2
+
+
+def test_retiring_a_missing_deployment_names_it(kube_api: FakeKubeAPI) -> None:
+    with pytest.raises(ConfigError, match=r"retire .*Deployment loopline-canary.*not found"):
+        _platform(kube_api).retire("canary")

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from steps.core.errors import DeployError, StackError
-from steps.core.settings import StackSettings
+from steps.core.settings import Settings, StackSettings
 from steps.platform.base import Release, Weights
 from steps.platform.local import haproxy, prometheus, traffic
 from steps.platform.local.state import StackPaths, StackState, load_state, save_state
-from steps.platform.local.tracks import read_bento
+from steps.platform.local.tracks import Bento, read_bento, serve_command
 
 STACK = StackSettings(
     router_port=18080, router_metrics_port=18404, stable_port=13001, canary_port=13002
@@ -107,3 +107,44 @@ def test_a_file_that_is_not_a_bento_is_refused(tmp_path: Path) -> None:
     archive.write_bytes(b"not a tar")
     with pytest.raises(DeployError, match=r"x\.bento is not a bento archive"):
         read_bento(archive)
+
+
+ERROR_RATIO = "LOOPLINE_SERVING__FAULT_ERROR_RATIO"
+DELAY_MS = "LOOPLINE_SERVING__FAULT_DELAY_MS"
+
+
+@pytest.mark.parametrize(
+    ("error_ratio", "delay_ms", "canary_faults"),
+    [
+        (0.25, 150.0, {ERROR_RATIO: "0.25", DELAY_MS: "150.0"}),
+        (0.0, 150.0, {DELAY_MS: "150.0"}),
+        (1.0, 0.0, {ERROR_RATIO: "1.0"}),
+        (0.0, 0.0, {}),
+    ],
+    ids=["both", "delay-only", "errors-only", "none"],
+)
+def test_only_the_canary_server_gets_the_stacks_drill_faults(
+    tmp_path: Path, error_ratio: float, delay_ms: float, canary_faults: dict[str, str]
+) -> None:
+    stack = StackSettings(
+        **STACK.model_dump(exclude={"canary_fault_error_ratio", "canary_fault_delay_ms"}),
+        canary_fault_error_ratio=error_ratio,
+        canary_fault_delay_ms=delay_ms,
+    )
+    settings = Settings(stack=stack)
+    bento = Bento(tag="loopline:a", envs={"BENTOML_CONFIG_OPTIONS": "x=1"})
+    canary_argv, canary = serve_command(settings, StackPaths(tmp_path), "canary", bento)
+    stable_argv, stable = serve_command(settings, StackPaths(tmp_path), "stable", bento)
+    faults = {
+        key: value for key, value in canary.items() if key.startswith("LOOPLINE_SERVING__FAULT")
+    }
+    assert faults == canary_faults
+    # each track has its own BentoML home (its own Prometheus multiprocess directory) ...
+    homes = {Path(canary.pop("BENTOML_HOME")), Path(stable.pop("BENTOML_HOME"))}
+    assert homes == {tmp_path / "bentoml-canary", tmp_path / "bentoml-stable"}
+    for home in homes:  # ... sharing the stack's bentos and models
+        assert (home / "bentos").resolve() == (tmp_path / "bentoml" / "bentos").resolve()
+        assert (home / "models").resolve() == (tmp_path / "bentoml" / "models").resolve()
+    assert {key: value for key, value in canary.items() if key not in faults} == stable
+    assert canary_argv[canary_argv.index("--port") + 1] == "13002"
+    assert stable_argv[stable_argv.index("--port") + 1] == "13001"
