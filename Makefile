@@ -95,3 +95,9 @@ stack-up: system-packages $(VENV_STAMP) ## Start the local serving stack (HAProx
 
 stack-down: $(VENV_STAMP) ## Stop every process of the local serving stack
 	$(RUN) loopline stack down
+
+canary-drill: system-packages $(VENV_STAMP) ## Canary drills on the local stand-in: healthy, 5xx, slow, wrong model, Prometheus down, no traffic (~5 min)
+	$(RUN) python -m scripts.canary_drill $(DRILL_ARGS)
+
+canary-status: $(VENV_STAMP) ## What each track serves, the weights, the canary's step and last decision
+	$(RUN) loopline canary status

@@ -30,6 +30,7 @@ code is 1 when any scenario differs from what is expected. Results also land in
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -43,7 +44,7 @@ from rich.table import Table
 from steps.core.errors import CanaryRolledBack, DataError, DeployError, LooplineError
 from steps.core.settings import Settings, StackSettings, load_settings
 
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 120)  # the table fits a log
 Expected = Literal["promoted", "rolled_back"]
 DRILL_ROWS = 20_000
 DEPLOY_ATTEMPTS = 3
