@@ -123,14 +123,15 @@ class FaultInjection:
         """
         if self.delay_ms:
             await asyncio.sleep(self.delay_ms / 1000)
-        # The random module's generator is seeded from os.urandom and re-seeded in a forked
-        # child: requests and workers draw independently.
-        if random.random() < self.error_ratio:
+        # The operating system's generator: no library seeding the random module's shared one
+        # can make the draws repeat across workers or restarts.
+        if _SYSTEM_RANDOM.random() < self.error_ratio:
             raise InternalServerError(
                 f"injected fault ({ENV_PREFIX}FAULT_ERROR_RATIO={self.error_ratio!r})"
             )
 
 
+_SYSTEM_RANDOM = random.SystemRandom()
 FAULTS = FaultInjection.from_settings(SETTINGS)
 MODEL_REF = _model_ref(SETTINGS)
 # The directory names the model kind without importing its library; the imports to block
