@@ -15,7 +15,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 export UV_COMPILE_BYTECODE := 1
 SERVE_PORT ?= 3000
 
-.PHONY: help setup demo test test-unit check fmt clean render render-check validate lock-serving mlflow-ui bench-serving bench-drift bench-training serve loadtest system-packages stack-up stack-down canary-drill canary-status
+.PHONY: help setup demo test test-unit check fmt clean render render-check validate lock-serving mlflow-ui bench-serving bench-drift bench-training serve loadtest fuzz system-packages stack-up stack-down canary-drill canary-status
 
 help: ## List the tasks
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ serve: system-packages $(VENV_STAMP) ## Serve the champion on 127.0.0.1:$(SERVE_
 
 loadtest: system-packages $(VENV_STAMP) ## Locust, headless, against the locally served champion (USERS=32 DURATION=30)
 	$(RUN) python -m scripts.loadtest --users $(or $(USERS),32) --duration-s $(or $(DURATION),30)
+
+fuzz: system-packages $(VENV_STAMP) ## Schemathesis (positive and negative) against the locally served champion; fails on any 5xx (MODEL_DIR=dir, EXAMPLES=100)
+	$(RUN) python -m scripts.fuzz --max-examples $(or $(EXAMPLES),100) $(if $(MODEL_DIR),--model-dir $(MODEL_DIR)) $(if $(MODEL_TAG),--model-tag $(MODEL_TAG))
 
 render: $(VENV_STAMP) ## Render argo/*.yaml (and the generated k8s PrometheusRule) from pipelines/ and steps/platform/slo.py
 	$(RUN) python -m pipelines.render

@@ -23,10 +23,11 @@ from hera.workflows import DAG, Container, Parameter, Task, WorkflowTemplate
 from hera.workflows.models import WorkflowMetadata
 
 from pipelines.templates import (
-    PIPELINE_IMAGE,
     SERVICE_ACCOUNT,
+    Images,
     PodProfile,
     keep_failed_pods,
+    pod_security_context,
     retried_deadline_s,
     run_ttl,
     step_template,
@@ -93,18 +94,21 @@ def _profile(deadline_s: int) -> PodProfile:
     return PodProfile("200m", "512Mi", "1", "1Gi", deadline_s=deadline_s)
 
 
-def promote_template() -> Container:
+def promote_template(images: Images | None = None) -> Container:
     """Return the template ``promote``: ``python -m steps.promote --model-version V
-    --pipeline-run NAME``, never retried on exit 2, 3 or 4, with :func:`promote_deadline_s`."""
+    --pipeline-run NAME``, never retried on exit 2, 3 or 4, with :func:`promote_deadline_s`.
+    It moves the HTTPRoute's weights, so its container gets the service-account token."""
     return step_template(
         "promote",
         flags=("model-version", "pipeline-run"),
         profile=_profile(promote_deadline_s()),
         retry_limit=RETRY_LIMIT,
+        image=(images or Images()).pipeline,
+        kubernetes_api=True,
     )
 
 
-def action_template(action: Action) -> Container:
+def action_template(action: Action, images: Images | None = None) -> Container:
     """Return the template named ``action``: ``python -m steps.promote --pipeline-run NAME
     --action <action>``, never retried on exit 2, 3 or 4, with :func:`action_deadline_s`."""
     return step_template(
@@ -114,6 +118,8 @@ def action_template(action: Action) -> Container:
         switches=("--action", action),
         profile=_profile(action_deadline_s()),
         retry_limit=RETRY_LIMIT,
+        image=(images or Images()).pipeline,
+        kubernetes_api=True,
     )
 
 
@@ -124,16 +130,16 @@ def _one_step_template(
     parameters: Sequence[Parameter] = (),
 ) -> WorkflowTemplate:
     """A WorkflowTemplate whose DAG ``name`` runs ``step`` once, given time for its retries."""
-    image = Parameter(name="image", value=PIPELINE_IMAGE, description="pipeline image")
     task = Task(name=str(step.name), template=step, arguments=dict(arguments))
     deadline_s = retried_deadline_s(int(str(step.active_deadline_seconds)), RETRY_LIMIT)
     return WorkflowTemplate(
         name=name,
         labels=dict(LABELS),
         entrypoint=name,
-        arguments=[*parameters, image],
+        arguments=list(parameters) or None,
         templates=[DAG(name=name, tasks=[task]), step],
         service_account_name=SERVICE_ACCOUNT,
+        security_context=pod_security_context(),
         active_deadline_seconds=deadline_s,
         pod_gc=keep_failed_pods(),
         ttl_strategy=run_ttl(),
@@ -141,7 +147,7 @@ def _one_step_template(
     )
 
 
-def canary_promote() -> WorkflowTemplate:
+def canary_promote(images: Images | None = None) -> WorkflowTemplate:
     """Return the ``canary-promote`` WorkflowTemplate: promote the canary ``model-version``.
 
     ``model-version`` has no default: ``argo submit`` refuses a run without ``-p``.
@@ -153,18 +159,18 @@ def canary_promote() -> WorkflowTemplate:
         "model-version": workflow_parameter("model-version"),
         "pipeline-run": "{{workflow.name}}",
     }
-    return _one_step_template(PROMOTE_NAME, promote_template(), arguments, [model_version])
+    return _one_step_template(PROMOTE_NAME, promote_template(images), arguments, [model_version])
 
 
-def canary_abort() -> WorkflowTemplate:
+def canary_abort(images: Images | None = None) -> WorkflowTemplate:
     """Return the ``canary-abort`` WorkflowTemplate: roll the canary in progress back now."""
     return _one_step_template(
-        ABORT_NAME, action_template("abort"), {"pipeline-run": "{{workflow.name}}"}
+        ABORT_NAME, action_template("abort", images), {"pipeline-run": "{{workflow.name}}"}
     )
 
 
-def canary_rollback() -> WorkflowTemplate:
+def canary_rollback(images: Images | None = None) -> WorkflowTemplate:
     """Return the ``canary-rollback`` WorkflowTemplate: ``previous_champion`` back on stable."""
     return _one_step_template(
-        ROLLBACK_NAME, action_template("rollback"), {"pipeline-run": "{{workflow.name}}"}
+        ROLLBACK_NAME, action_template("rollback", images), {"pipeline-run": "{{workflow.name}}"}
     )

@@ -1,5 +1,5 @@
-"""The retrain pipeline: train -> evaluate -> register -> build -> containerize -> deploy ->
-promote.
+"""The retrain pipeline: train -> evaluate -> register -> build -> fetch-bento -> containerize ->
+deploy -> promote.
 
 Three resources share it:
 
@@ -11,6 +11,12 @@ The DAG is built from a list of :class:`Stage` (:func:`retrain_stages`). Every s
 ``evaluate`` has :data:`PROMOTE_WHEN` as its gate; a later stage is appended to that list the
 same way, and nothing already there is rewired. The last, ``promote``, is the canary promotion
 of :mod:`pipelines.canary`.
+
+The image build is two pods: ``fetch-bento`` (restricted, holds the S3 credentials) downloads
+the bento archive ``build`` exported and saves it as an Argo artifact; ``containerize`` (rootless
+BuildKit, seccomp/AppArmor unconfined) receives that artifact and holds only the registry
+Secret. The images and the model registry are fixed at render time
+(:class:`pipelines.templates.Images`), not run parameters.
 """
 
 from __future__ import annotations
@@ -19,7 +25,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, get_args
 
-from hera.workflows import DAG, Container, CronWorkflow, Parameter, Task, Workflow, WorkflowTemplate
+from hera.workflows import (
+    DAG,
+    Artifact,
+    Container,
+    CronWorkflow,
+    Parameter,
+    Task,
+    Workflow,
+    WorkflowTemplate,
+)
 from hera.workflows.models import (
     DAGTask,
     LabelValueFrom,
@@ -29,13 +44,15 @@ from hera.workflows.models import (
 
 from pipelines.canary import promote_template
 from pipelines.templates import (
-    BUILDER_IMAGE,
-    PIPELINE_IMAGE,
     SERVICE_ACCOUNT,
+    Images,
     PodProfile,
     buildkit_security_context,
     keep_failed_pods,
+    pod_security_context,
+    registry_env_from,
     run_ttl,
+    step_env_from,
     step_template,
     task_output,
     workflow_parameter,
@@ -58,6 +75,9 @@ SCHEDULES = ("0 3 * * 1",)
 TIMEZONE = "UTC"
 LABELS = {"app.kubernetes.io/part-of": "loopline", "app.kubernetes.io/component": "retrain"}
 REASON_LABEL = "loopline.dev/reason"
+BENTO_ARTIFACT = "bento-archive"
+BENTO_DIR = "/tmp/bento"
+"""Where ``fetch-bento`` writes the archive and ``containerize`` receives it (an Argo artifact)."""
 
 
 @dataclass(frozen=True)
@@ -69,12 +89,15 @@ class Stage:
         arguments: input parameter name -> value (an Argo expression or a literal).
         after: names of the tasks this one depends on (joined with ``&&``).
         when: an Argo ``when`` condition, e.g. :data:`PROMOTE_WHEN`.
+        artifacts: input artifact name -> the artifact it is, e.g.
+            ``{{tasks.fetch-bento.outputs.artifacts.bento-archive}}``.
     """
 
     template: Container
     arguments: Mapping[str, str]
     after: tuple[str, ...] = ()
     when: str | None = None
+    artifacts: Mapping[str, str] | None = None
 
     def __post_init__(self) -> None:
         if not self.template.name:
@@ -125,15 +148,12 @@ def run_parameters() -> list[Parameter]:
             "gate: largest drop vs champion; " + inherit.format(gate.max_regression),
         ),
         declare("platforms", "linux/arm64", "image platforms (comma-separated)"),
-        declare("image-registry", "ghcr.io/loopline", "registry the model image is pushed to"),
         declare("reason", "manual", "why this run started", enum=REASONS),
         declare("drift-report-uri", "", "the drift report that started this run, if any"),
-        declare("image", PIPELINE_IMAGE, "pipeline image running the steps"),
-        declare("builder-image", BUILDER_IMAGE, "pipeline image with rootless BuildKit"),
     ]
 
 
-def _model_stages() -> list[Stage]:
+def _model_stages(images: Images) -> list[Stage]:
     train = step_template(
         "train",
         flags=(
@@ -147,6 +167,7 @@ def _model_stages() -> list[Stage]:
         ),
         profile=PodProfile("1", "2Gi", "2", "4Gi", deadline_s=3600),
         retry_limit=2,
+        image=images.pipeline,
     )
     evaluate = step_template(
         "evaluate",
@@ -155,12 +176,14 @@ def _model_stages() -> list[Stage]:
         archive_out_dir_as="evaluation",
         profile=PodProfile("500m", "1Gi", "1", "2Gi", deadline_s=1200),
         retry_limit=3,
+        image=images.pipeline,
     )
     register = step_template(
         "register",
         flags=("run-id", "pipeline-run"),
         profile=PodProfile("100m", "256Mi", "500m", "512Mi", deadline_s=600),
         retry_limit=3,
+        image=images.pipeline,
     )
     return [
         Stage(
@@ -189,28 +212,49 @@ def _model_stages() -> list[Stage]:
     ]
 
 
-def _packaging_stages() -> list[Stage]:
+def _packaging_stages(images: Images) -> list[Stage]:
     build = step_template(
         "build",
         flags=("model-version", "platform"),
         archive_out_dir_as="bento",
         profile=PodProfile("500m", "1Gi", "1", "3Gi", deadline_s=1800),
         retry_limit=2,
+        image=images.pipeline,
+    )
+    # The confined half of the image build: a restricted pod with the S3 credentials (no
+    # MLflow) downloads the archive and Argo saves it as an artifact for containerize.
+    fetch_bento = step_template(
+        "containerize",
+        name="fetch-bento",
+        flags=("archive-uri",),
+        switches=("--fetch-to", BENTO_DIR),
+        outputs=(),
+        artifacts_out={BENTO_ARTIFACT: BENTO_DIR},
+        profile=PodProfile("100m", "256Mi", "500m", "1Gi", deadline_s=600),
+        retry_limit=2,
+        image=images.pipeline,
+        env_from=step_env_from(mlflow=False),
     )
     # The step CLI runs in the pipeline-buildkit image (steps + rootless BuildKit binaries) on a
     # native arm64 node, so one command line serves the cluster and the local runner (which
-    # answers image_ref=none when no builder is there, --skip-if-no-builder).
+    # answers image_ref=none when no builder is there, --skip-if-no-builder). It reads the bento
+    # from its input artifact and holds only the registry Secret: no S3, MLflow or API token.
     containerize = step_template(
         "containerize",
-        flags=("archive-uri", "platforms", "registry"),
-        switches=("--builder", "buildkit", "--skip-if-no-builder"),
+        flags=("platforms",),
+        switches=(
+            "--archive", BENTO_DIR, "--registry", images.model_registry,
+            "--builder", "buildkit", "--skip-if-no-builder",
+        ),
+        artifacts_in={BENTO_ARTIFACT: BENTO_DIR},
         profile=PodProfile("1", "2Gi", "2", "4Gi", deadline_s=3600),
         retry_limit=2,
-        image=workflow_parameter("builder-image"),
+        image=images.builder,
         env={"BUILDKITD_FLAGS": "--oci-worker-no-process-sandbox"},
+        env_from=registry_env_from(),
         security_context=buildkit_security_context(),
         node_selector={"kubernetes.io/arch": "arm64"},
-    )
+    )  # fmt: skip
     return [
         Stage(
             build,
@@ -222,19 +266,24 @@ def _packaging_stages() -> list[Stage]:
             when=PROMOTE_WHEN,
         ),
         Stage(
-            containerize,
-            {
-                "archive-uri": task_output("build", "archive_uri"),
-                "platforms": workflow_parameter("platforms"),
-                "registry": workflow_parameter("image-registry"),
-            },
+            fetch_bento,
+            {"archive-uri": task_output("build", "archive_uri")},
             after=("build",),
             when=PROMOTE_WHEN,
+        ),
+        Stage(
+            containerize,
+            {"platforms": workflow_parameter("platforms")},
+            after=("fetch-bento",),
+            when=PROMOTE_WHEN,
+            artifacts={
+                BENTO_ARTIFACT: f"{{{{tasks.fetch-bento.outputs.artifacts.{BENTO_ARTIFACT}}}}}"
+            },
         ),
     ]
 
 
-def _deploy_stages() -> list[Stage]:
+def _deploy_stages(images: Images) -> list[Stage]:
     # LOOPLINE_PLATFORM (kubernetes in the cluster's loopline-config, local under `loopline run`)
     # picks the artifact: the image on a cluster, the bento archive on the local stand-in. The
     # deadline leaves room for the rollout deadline (deploy.rollout_timeout_s) and the smoke test.
@@ -243,6 +292,8 @@ def _deploy_stages() -> list[Stage]:
         flags=("model-version", "archive-uri", "image-ref", "pipeline-run"),
         profile=PodProfile("200m", "512Mi", "1", "1Gi", deadline_s=1200),
         retry_limit=2,
+        image=images.pipeline,
+        kubernetes_api=True,
     )
     return [
         Stage(
@@ -259,12 +310,12 @@ def _deploy_stages() -> list[Stage]:
     ]
 
 
-def _promote_stages() -> list[Stage]:
+def _promote_stages(images: Images) -> list[Stage]:
     # It carries the canary deploy left at the first traffic step to 100 %, or rolls it back
     # (exit 4: the run fails, stable serves as before).
     return [
         Stage(
-            promote_template(),
+            promote_template(images),
             {
                 "model-version": task_output("register", "model_version"),
                 "pipeline-run": "{{workflow.name}}",
@@ -275,14 +326,23 @@ def _promote_stages() -> list[Stage]:
     ]
 
 
-def retrain_stages() -> list[Stage]:
-    """Return the retrain DAG's stages in order: train, evaluate, register, build, containerize,
-    deploy, promote. A new stage is appended here.
+def retrain_stages(images: Images | None = None) -> list[Stage]:
+    """Return the retrain DAG's stages in order: train, evaluate, register, build, fetch-bento,
+    containerize, deploy, promote. A new stage is appended here.
+
+    Args:
+        images: the images the steps run in; the defaults of :class:`Images` when ``None``.
 
     Returns:
         A new list on every call, so callers may extend it without touching shared state.
     """
-    return [*_model_stages(), *_packaging_stages(), *_deploy_stages(), *_promote_stages()]
+    chosen = images or Images()
+    return [
+        *_model_stages(chosen),
+        *_packaging_stages(chosen),
+        *_deploy_stages(chosen),
+        *_promote_stages(chosen),
+    ]
 
 
 def build_dag(stages: Sequence[Stage]) -> DAG:
@@ -300,11 +360,17 @@ def build_dag(stages: Sequence[Stage]) -> DAG:
         if unknown:
             raise ValueError(f"stage {stage.name!r} depends on {unknown}, not listed before it")
         seen.add(stage.name)
+        arguments: list[Parameter | Artifact] = [
+            Parameter(name=name, value=value) for name, value in stage.arguments.items()
+        ]
+        arguments += [
+            Artifact(name=name, from_=source) for name, source in (stage.artifacts or {}).items()
+        ]
         tasks.append(
             Task(
                 name=stage.name,
                 template=stage.template,
-                arguments=dict(stage.arguments) or None,
+                arguments=arguments or None,
                 depends=" && ".join(stage.after) or None,
                 when=stage.when,
             )
@@ -312,19 +378,23 @@ def build_dag(stages: Sequence[Stage]) -> DAG:
     return DAG(name=ENTRYPOINT, tasks=tasks)
 
 
-def retrain_template(stages: Sequence[Stage] | None = None) -> WorkflowTemplate:
+def retrain_template(
+    stages: Sequence[Stage] | None = None, images: Images | None = None
+) -> WorkflowTemplate:
     """Return the ``retrain`` WorkflowTemplate.
 
     Args:
-        stages: the DAG's stages; ``None`` means :func:`retrain_stages`.
+        stages: the DAG's stages; ``None`` means :func:`retrain_stages` with ``images``.
+        images: the images of the default stages; ignored when ``stages`` is given.
 
     Returns:
-        The template with its parameters, deadlines, pod GC, TTL and service account.
+        The template with its parameters, deadlines, pod GC, TTL, service account and the
+        pod-level security context of every pod.
 
     Raises:
         ValueError: from :func:`build_dag` when the stages are mis-wired.
     """
-    chosen = list(stages) if stages is not None else retrain_stages()
+    chosen = list(stages) if stages is not None else retrain_stages(images)
     return WorkflowTemplate(
         name=TEMPLATE_NAME,
         labels=dict(LABELS),
@@ -332,6 +402,7 @@ def retrain_template(stages: Sequence[Stage] | None = None) -> WorkflowTemplate:
         arguments=run_parameters(),
         templates=[build_dag(chosen), *(stage.template for stage in chosen)],
         service_account_name=SERVICE_ACCOUNT,
+        security_context=pod_security_context(),
         active_deadline_seconds=WORKFLOW_DEADLINE_S,
         pod_gc=keep_failed_pods(),
         ttl_strategy=run_ttl(),

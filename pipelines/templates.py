@@ -4,7 +4,19 @@ Every step runs as ``python -m steps.<name> --flag {{inputs.parameters.flag}} ..
 /tmp/outputs`` and writes each output parameter to ``/tmp/outputs/<name>``; Argo reads them with
 ``valueFrom.path``. Configuration that does not vary per run (MLflow URI, S3 endpoint, model name,
 credentials) reaches the pod as environment from the ``loopline-config`` ConfigMap and the
-``loopline-s3``/``loopline-mlflow`` Secrets (``k8s/pipeline/``).
+``loopline-s3``/``loopline-mlflow`` Secrets (``k8s/pipeline/``); a step that needs fewer
+(:func:`step_env_from`'s callers choose) gets fewer.
+
+Every pod meets Pod Security "restricted": the workflow's pod-level context
+(:func:`pod_security_context`) plus each container's (:func:`restricted_security_context`).
+The one exception is the image build (:func:`buildkit_security_context`), documented there.
+A step's main container gets no service-account token unless it calls the Kubernetes API
+(``kubernetes_api=True``: deploy, promote); Argo's executor containers then use
+``executor.serviceAccountName``'s token, which may only report task results.
+
+The images are fixed at render time (:class:`Images`), never a workflow parameter: whoever can
+submit a run cannot choose what it executes. ``python -m pipelines.render --pipeline-image ...``
+renders another registry's copy.
 
 Only plain ``container`` templates are built here, with the fields the local runner also
 executes: no volumes, sidecars, ``podSpecPatch`` or exit handlers.
@@ -16,6 +28,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from hera.workflows import (
+    Artifact,
     ConfigMapEnvFrom,
     Container,
     Env,
@@ -29,7 +42,9 @@ from hera.workflows.models import (
     AppArmorProfile,
     Backoff,
     Capabilities,
+    ExecutorConfig,
     PodGC,
+    PodSecurityContext,
     SeccompProfile,
     SecurityContext,
     TTLStrategy,
@@ -46,17 +61,52 @@ PIPELINE_VERSION = "0.1.0"
 """Tag of the images built from the repository's Dockerfile; kept equal to pyproject's version."""
 
 PIPELINE_IMAGE = f"ghcr.io/loopline/pipeline:{PIPELINE_VERSION}"
-"""Default of the ``image`` workflow parameter: the Dockerfile's ``pipeline`` target."""
+"""The image every step runs in by default: the Dockerfile's ``pipeline`` target."""
 
 BUILDER_IMAGE = f"ghcr.io/loopline/pipeline-buildkit:{PIPELINE_VERSION}"
-"""Default of ``builder-image``: the Dockerfile's ``pipeline-buildkit`` target."""
+"""The image build's image by default: the Dockerfile's ``pipeline-buildkit`` target."""
+
+MODEL_REGISTRY = "ghcr.io/loopline"
+"""Where the model image is pushed by default (``containerize --registry``)."""
 
 SERVICE_ACCOUNT = "loopline-pipeline"
 CONFIG_MAP = "loopline-config"
 S3_CREDENTIALS = "loopline-s3"
 MLFLOW_CREDENTIALS = "loopline-mlflow"
+REGISTRY_CREDENTIALS = "loopline-registry"
+"""The Secret holding ``DOCKER_AUTH_CONFIG`` (a docker ``config.json``), the build pod's only
+credentials: buildctl reads it to push (docker/cli's environment credential store)."""
 RUN_AS_USER = 10001
 """The non-root user of the pipeline images (Dockerfile ``USER``)."""
+
+
+@dataclass(frozen=True)
+class Images:
+    """The images a rendered workflow runs and the registry its model image goes to.
+
+    Fixed when rendering: a run cannot change them (``argo submit -p`` only sets declared
+    parameters, and none names an image). Each must be ``host/path:tag`` or ``...@sha256:``.
+
+    Raises:
+        ValueError: when a reference has a scheme, no registry host, or no tag or digest.
+    """
+
+    pipeline: str = PIPELINE_IMAGE
+    builder: str = BUILDER_IMAGE
+    model_registry: str = MODEL_REGISTRY
+
+    def __post_init__(self) -> None:
+        for name, reference in (("pipeline", self.pipeline), ("builder", self.builder)):
+            last = reference.rsplit("/", 1)[-1]
+            if "://" in reference or "/" not in reference or not (":" in last or "@" in last):
+                raise ValueError(
+                    f"{name} image {reference!r}: expected registry/path:tag or @sha256:digest"
+                )
+        if "://" in self.model_registry or "/" not in self.model_registry:
+            raise ValueError(
+                f"model registry {self.model_registry!r}: expected host[:port]/path, no scheme"
+            )
+
 
 ARTIFACT_KEY_PREFIX = "workflows/{{workflow.name}}"
 """Key prefix of key-only S3 artifacts in the default artifact repository's bucket."""
@@ -148,16 +198,44 @@ def run_ttl(after_success_s: int = 24 * 3600, after_failure_s: int = 7 * 24 * 36
     return TTLStrategy(seconds_after_success=after_success_s, seconds_after_failure=after_failure_s)
 
 
-def step_env_from() -> list[ConfigMapEnvFrom | SecretEnvFrom]:
-    """Return the env sources every step container reads its ``LOOPLINE_*`` settings from.
+EnvSource = ConfigMapEnvFrom | SecretEnvFrom
+
+
+def step_env_from(*, s3: bool = True, mlflow: bool = True) -> list[EnvSource]:
+    """Return the env sources a step container reads its ``LOOPLINE_*`` settings from: the
+    ``loopline-config`` ConfigMap, plus the S3 and MLflow Secrets unless left out.
 
     The MLflow credentials are optional: an MLflow server without authentication needs none.
     """
-    return [
-        ConfigMapEnvFrom(name=CONFIG_MAP),
-        SecretEnvFrom(name=S3_CREDENTIALS),
-        SecretEnvFrom(name=MLFLOW_CREDENTIALS, optional=True),
-    ]
+    sources: list[EnvSource] = [ConfigMapEnvFrom(name=CONFIG_MAP)]
+    if s3:
+        sources.append(SecretEnvFrom(name=S3_CREDENTIALS))
+    if mlflow:
+        sources.append(SecretEnvFrom(name=MLFLOW_CREDENTIALS, optional=True))
+    return sources
+
+
+def registry_env_from() -> list[EnvSource]:
+    """Return the image build's only env source: the registry Secret (``DOCKER_AUTH_CONFIG``).
+
+    Optional: a registry that takes anonymous pushes (a cluster-local one) needs none.
+    """
+    return [SecretEnvFrom(name=REGISTRY_CREDENTIALS, optional=True)]
+
+
+def pod_security_context() -> PodSecurityContext:
+    """Return the pod-level security context of every workflow pod (Pod Security "restricted").
+
+    Set on the workflow spec, so it covers Argo's own pods too (the executor containers and the
+    ``resource`` templates' pods), whose container-level context the controller's
+    ``executor.securityContext`` sets (k8s/README.md).
+    """
+    return PodSecurityContext(
+        run_as_non_root=True,
+        run_as_user=RUN_AS_USER,
+        run_as_group=RUN_AS_USER,
+        seccomp_profile=SeccompProfile(type="RuntimeDefault"),
+    )
 
 
 def restricted_security_context() -> SecurityContext:
@@ -171,17 +249,47 @@ def restricted_security_context() -> SecurityContext:
     )
 
 
-def buildkit_security_context() -> SecurityContext:
-    """Return the security context rootless BuildKit needs to build images inside a pod.
+BUILDKIT_EXCEPTIONS = (
+    "allowPrivilegeEscalation must be false",
+    "capabilities.drop must include ALL",
+    "seccompProfile.type must be RuntimeDefault or Localhost (container or pod)",
+    "appArmorProfile 'Unconfined' is not allowed",
+)
+"""The Pod Security "restricted" rules the image build's container breaks, word for word as
+:func:`scripts.pod_security.restricted_violations` reports them; the reasons are in
+:func:`buildkit_security_context`."""
 
-    rootlesskit creates a user namespace through the setuid ``newuidmap`` (privilege escalation
-    stays allowed) and the default seccomp and AppArmor profiles forbid that; this is BuildKit's
-    documented rootless pod setup (``examples/kubernetes/*.rootless.yaml``). Still non-root.
+
+def buildkit_security_context() -> SecurityContext:
+    """Return the container security context rootless BuildKit needs to build images in a pod.
+
+    This is BuildKit's documented rootless pod setup (``examples/kubernetes/*.rootless.yaml``,
+    ``docs/rootless.md``); line by line, what is kept and why:
+
+    - ``runAsNonRoot``/``runAsUser``/``runAsGroup`` 10001: kept restricted. rootlesskit maps
+      this user to root inside a user namespace it creates; nothing runs as the host's root.
+    - ``seccompProfile: Unconfined``: the runtime's default profile forbids ``unshare`` and
+      ``mount`` of a user namespace, which rootlesskit and BuildKit's runc worker need.
+    - ``appArmorProfile: Unconfined``: the default AppArmor profile forbids the same mounts and
+      the writes to ``/proc/<pid>/uid_map`` (``newuidmap: Could not set caps``).
+    - ``allowPrivilegeEscalation`` left true: ``newuidmap``/``newgidmap`` are setuid (or carry
+      file capabilities ``cap_setuid``/``cap_setgid``); ``no_new_privs`` would stop them.
+    - capabilities not dropped: the same two binaries take ``CAP_SETUID``/``CAP_SETGID`` from
+      the bounding set, and a smaller set has not been proven on a cluster yet; the runtime's
+      default set is kept (no capability is added, ``privileged`` stays false).
+
+    Everything else is dropped compared with an ordinary step: the pod has no S3 or MLflow
+    credentials (the bento arrives as an Argo artifact fetched by a restricted pod), no
+    service-account token in its container (``automountServiceAccountToken: false``), and only
+    the registry Secret (:func:`registry_env_from`). ``BUILDKITD_FLAGS`` sets
+    ``--oci-worker-no-process-sandbox``: build steps share BuildKit's PID namespace instead of
+    needing a new ``/proc`` mount, which would need ``privileged``.
     """
     return SecurityContext(
         run_as_non_root=True,
         run_as_user=RUN_AS_USER,
         run_as_group=RUN_AS_USER,
+        privileged=False,
         seccomp_profile=SeccompProfile(type="Unconfined"),
         app_armor_profile=AppArmorProfile(type="Unconfined"),
     )
@@ -211,10 +319,16 @@ def step_template(
     switches: Sequence[str] = (),
     archive_out_dir_as: str | None = None,
     retry_limit: int | None = None,
-    image: str = workflow_parameter("image"),
+    image: str = PIPELINE_IMAGE,
     env: Mapping[str, str] | None = None,
+    env_from: Sequence[EnvSource] | None = None,
     security_context: SecurityContext | None = None,
     node_selector: Mapping[str, str] | None = None,
+    outputs: Sequence[str] | None = None,
+    artifacts_in: Mapping[str, str] | None = None,
+    artifacts_out: Mapping[str, str] | None = None,
+    kubernetes_api: bool = False,
+    executor_service_account: str = SERVICE_ACCOUNT,
 ) -> Container:
     """Return the container template that runs ``python -m steps.<step>``.
 
@@ -229,13 +343,22 @@ def step_template(
         archive_out_dir_as: when set, the whole out dir is also saved as a key-only S3 artifact
             of this name under ``workflows/{{workflow.name}}/<step>/<name>.tgz``.
         retry_limit: retries with backoff (for steps that talk to services); ``None``: none.
-        image: the image reference; by default the ``image`` workflow parameter.
+        image: the image reference, fixed at render time (:class:`Images`).
         env: plain environment variables the step's image needs (never secrets).
+        env_from: the ConfigMaps and Secrets of its environment; :func:`step_env_from` by default.
         security_context: defaults to :func:`restricted_security_context`.
         node_selector: e.g. ``{"kubernetes.io/arch": "arm64"}`` to pin a native builder.
-
-    Its output parameters are the step's outputs in :data:`steps.core.names.STEP_OUTPUTS`, read
-    from ``/tmp/outputs/<name>``.
+        outputs: the output parameters it declares; by default all of the step's outputs in
+            :data:`steps.core.names.STEP_OUTPUTS`, read from ``/tmp/outputs/<name>``.
+        artifacts_in: input artifact name -> the path Argo puts it at (the DAG task says which
+            artifact, :class:`pipelines.retrain.Stage`).
+        artifacts_out: output artifact name -> the path saved, as a key-only S3 artifact under
+            ``workflows/{{workflow.name}}/<template name>/<name>.tgz``.
+        kubernetes_api: the step calls the Kubernetes API (deploy, promote), so its container
+            gets the workflow's service-account token. Otherwise it gets none
+            (``automountServiceAccountToken: false``) and Argo's executor containers use
+            ``executor_service_account``'s token to report outputs.
+        executor_service_account: see ``kubernetes_api``.
 
     Returns:
         A Hera ``Container`` ready to be listed in a workflow's templates.
@@ -244,22 +367,37 @@ def step_template(
     for flag in flags:
         args += [f"--{flag}", f"{{{{inputs.parameters.{flag}}}}}"]
     args += [*switches, "--out-dir", OUT_DIR]
-    output_specs: list[Parameter | S3Artifact] = [
-        Parameter(name=name, value_from=ValueFrom(path=output_path(name)))
-        for name in STEP_OUTPUTS[step]
+    chosen = STEP_OUTPUTS[step] if outputs is None else tuple(outputs)
+    unknown = sorted(set(chosen) - set(STEP_OUTPUTS[step]))
+    if unknown:
+        raise ValueError(f"step {step} has no outputs {unknown}")
+    template_name = name or step
+    output_specs: list[Parameter | Artifact] = [
+        Parameter(name=output, value_from=ValueFrom(path=output_path(output))) for output in chosen
     ]
+    saved = dict(artifacts_out or {})
     if archive_out_dir_as is not None:
-        key = f"{ARTIFACT_KEY_PREFIX}/{step}/{archive_out_dir_as}.tgz"
-        output_specs.append(S3Artifact(name=archive_out_dir_as, path=OUT_DIR, key=key))
+        saved[archive_out_dir_as] = OUT_DIR
+    for artifact, path in saved.items():
+        key = f"{ARTIFACT_KEY_PREFIX}/{template_name}/{artifact}.tgz"
+        output_specs.append(S3Artifact(name=artifact, path=path, key=key))
+    input_specs: list[Parameter | Artifact] = [Parameter(name=flag) for flag in flags]
+    input_specs += [Artifact(name=a, path=path) for a, path in (artifacts_in or {}).items()]
     return Container(
-        name=name or step,
+        name=template_name,
         image=image,
         command=["python", "-m", f"steps.{step}"],
         args=args,
-        inputs=[Parameter(name=flag) for flag in flags],
-        outputs=output_specs,
+        inputs=input_specs,
+        outputs=output_specs or None,
         env=[Env(name=name, value=value) for name, value in sorted((env or {}).items())] or None,
-        env_from=step_env_from(),
+        env_from=list(env_from) if env_from is not None else step_env_from(),
+        automount_service_account_token=None if kubernetes_api else False,
+        executor=(
+            None
+            if kubernetes_api
+            else ExecutorConfig(service_account_name=executor_service_account)
+        ),
         resources=profile.resources(),
         active_deadline_seconds=str(profile.deadline_s),
         retry_strategy=(

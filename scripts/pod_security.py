@@ -4,7 +4,8 @@
 baseline one) as Pod Security admission does (https://kubernetes.io/docs/concepts/security/
 pod-security-standards/), plus Loopline's own hardening for serving pods: a read-only root
 filesystem and no service-account token. The validator runs it on every workload a
-kustomization builds (``scripts/validate_manifests.py``).
+kustomization builds (``scripts/validate_manifests.py``); :func:`workflow_pod_specs` gives the
+pods an Argo workflow creates, so the same rules apply to ``argo/``.
 """
 
 from __future__ import annotations
@@ -25,8 +26,12 @@ ALLOWED_VOLUME_SOURCES = frozenset(
     }
 )
 ALLOWED_SECCOMP = frozenset({"RuntimeDefault", "Localhost"})
+ALLOWED_APPARMOR = frozenset({"RuntimeDefault", "Localhost"})
 ALLOWED_ADDED_CAPABILITIES = frozenset({"NET_BIND_SERVICE"})
 CONTAINER_FIELDS = ("initContainers", "containers", "ephemeralContainers")
+WORKFLOW_KINDS = ("Workflow", "WorkflowTemplate", "ClusterWorkflowTemplate", "CronWorkflow")
+POD_TEMPLATE_TYPES = ("container", "script", "resource")
+"""Argo template types that run a pod (``dag``, ``steps`` and ``suspend`` do not)."""
 
 
 def pod_spec(document: Mapping[str, Any]) -> Mapping[str, Any] | None:
@@ -42,6 +47,46 @@ def pod_spec(document: Mapping[str, Any]) -> Mapping[str, Any] | None:
         cron_template: Mapping[str, Any] = (job.get("template") or {}).get("spec") or {}
         return cron_template
     return None
+
+
+def workflow_pod_specs(
+    document: Mapping[str, Any], referenced: Mapping[str, Any] | None = None
+) -> dict[str, dict[str, Any]]:
+    """Return the pod spec of every template of an Argo workflow document that runs a pod.
+
+    Each is what the workflow decides of the pod: the pod-level ``securityContext`` (the
+    template's, else the workflow's), ``automountServiceAccountToken`` (the template's, else the
+    workflow's) and the template's main container (``container``/``script``; none for a
+    ``resource`` template, whose container Argo builds from its executor settings).
+
+    Args:
+        document: a Workflow, WorkflowTemplate, ClusterWorkflowTemplate or CronWorkflow.
+        referenced: the spec of the WorkflowTemplate a ``workflowTemplateRef`` names, whose
+            templates and pod-level fields the workflow runs (its own fields win).
+
+    Returns:
+        Template name -> pod spec; empty for other kinds.
+    """
+    if document.get("kind") not in WORKFLOW_KINDS:
+        return {}
+    spec: Mapping[str, Any] = document.get("spec") or {}
+    if document.get("kind") == "CronWorkflow":
+        spec = spec.get("workflowSpec") or {}
+    merged = {**(referenced or {}), **spec}
+    pods: dict[str, dict[str, Any]] = {}
+    for template in merged.get("templates") or []:
+        kind = next((t for t in POD_TEMPLATE_TYPES if t in template), None)
+        if kind is None:
+            continue
+        pod: dict[str, Any] = {
+            "securityContext": template.get("securityContext") or merged.get("securityContext"),
+            "automountServiceAccountToken": template.get(
+                "automountServiceAccountToken", merged.get("automountServiceAccountToken")
+            ),
+            "containers": [] if kind == "resource" else [{"name": "main", **template[kind]}],
+        }
+        pods[str(template.get("name"))] = pod
+    return pods
 
 
 def restricted_violations(spec: Mapping[str, Any], *, loopline_hardening: bool = True) -> list[str]:
@@ -86,6 +131,16 @@ def _pod_level(spec: Mapping[str, Any], pod_context: Mapping[str, Any]) -> list[
     seccomp = (pod_context.get("seccompProfile") or {}).get("type")
     if seccomp is not None and seccomp not in ALLOWED_SECCOMP:
         problems.append(f"securityContext.seccompProfile {seccomp!r} is not allowed")
+    if not spec.get("containers"):
+        # A pod whose containers someone else writes (Argo's resource pods): the pod level
+        # must carry what restricted asks of every container.
+        if pod_context.get("runAsNonRoot") is not True:
+            problems.append("securityContext.runAsNonRoot must be true")
+        if seccomp is None:
+            problems.append("securityContext.seccompProfile must be set")
+    apparmor = (pod_context.get("appArmorProfile") or {}).get("type")
+    if apparmor is not None and apparmor not in ALLOWED_APPARMOR:
+        problems.append(f"securityContext.appArmorProfile {apparmor!r} is not allowed")
     return problems
 
 
@@ -111,4 +166,7 @@ def _container_level(context: Mapping[str, Any], pod_context: Mapping[str, Any])
         problems.append(
             "seccompProfile.type must be RuntimeDefault or Localhost (container or pod)"
         )
+    apparmor = (context.get("appArmorProfile") or {}).get("type")
+    if apparmor is not None and apparmor not in ALLOWED_APPARMOR:
+        problems.append(f"appArmorProfile {apparmor!r} is not allowed")
     return problems

@@ -14,14 +14,33 @@ the model, ``LEAN_IMPORTS`` on (only the model kind's own library is importable,
 an XGBoost model loads without scikit-learn, so a worker starts in seconds, a scikit-learn model
 without XGBoost; neither with pandas or MLflow), and a bytecode cache under ``.loopline/pycache``
 so later starts skip recompiling. Every model kind the pipeline trains is served this way.
-Ctrl-C or SIGTERM stops the server, which first flushes the inference log.
+
+This process stays as the server's supervisor (:func:`supervise`), because BentoML starts each
+worker in a session of its own, out of reach of a signal to this process' group:
+
+- Ctrl-C, SIGTERM or SIGHUP here is passed on to ``bentoml serve`` as SIGTERM: it stops its
+  workers, which first flush the inference log; then anything left below this process is killed.
+- ``bentoml serve`` runs in a session of its own with a parent-death signal (SIGTERM), so a
+  SIGKILL of this process, or of its whole process group, still stops it the graceful way.
+- This process is a child subreaper: workers orphaned by a killed ``bentoml serve`` become its
+  children, and are stopped when it notices ``bentoml serve`` is gone.
+
+Not covered: SIGKILL of this process and of ``bentoml serve`` together (e.g. ``kill -9`` of
+both): nothing is left to stop the workers; only the worker noticing its parent is gone can.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
+import signal
+import subprocess
 import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -36,6 +55,9 @@ from steps.ml import servability
 
 REPO = Path(__file__).resolve().parents[1]
 SERVICE = "serving.service:Loopline"
+PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
+STOP_GRACE_S = 30.0
 
 app = new_app("Serve a model with the Loopline BentoML service on localhost.")
 
@@ -157,8 +179,98 @@ def main(
     os.environ["BENTOML_HOME"] = env["BENTOML_HOME"]
     check_model(model_dir, env.get("LOOPLINE_SERVING__MODEL_TAG", ""))
     os.chdir(REPO)
-    # Replace this process, so Ctrl-C and SIGTERM reach bentoml serve directly.
-    os.execve(argv[0], argv, env)  # noqa: S606 - argv is built above, no shell involved
+    raise typer.Exit(supervise(argv, env))
+
+
+def _prctl() -> Callable[..., int]:
+    prctl: Callable[..., int] = ctypes.CDLL(None, use_errno=True).prctl
+    return prctl
+
+
+def _stop_with(parent: int, prctl: Callable[..., int]) -> Callable[[], None]:
+    """A ``preexec_fn``: the child gets SIGTERM when ``parent`` dies, even before it execs."""
+
+    def preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    return preexec
+
+
+def supervise(argv: Sequence[str], env: Mapping[str, str], grace_s: float = STOP_GRACE_S) -> int:
+    """Run ``argv`` (``bentoml serve``) until it exits, then stop everything left below us.
+
+    See the module docstring for what stops the server and what is not covered.
+
+    Returns:
+        The server's exit code (128 + N when signal N ended it).
+    """
+    prctl = _prctl()
+    prctl(PR_SET_CHILD_SUBREAPER, 1)
+    server = subprocess.Popen(
+        list(argv),
+        env=dict(env),
+        start_new_session=True,
+        preexec_fn=_stop_with(os.getpid(), prctl),  # this process runs no threads
+    )
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        if server.poll() is None:
+            server.send_signal(signal.SIGTERM)
+
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(signum, forward)
+    code = server.wait()
+    stop_descendants(grace_s)
+    return 128 - code if code < 0 else code
+
+
+def _children() -> list[int]:
+    pid = os.getpid()
+    text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    return [int(child) for child in text.split()]
+
+
+def _reap() -> None:
+    """Collect every exited child (orphans adopted as subreaper included)."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+
+
+def stop_descendants(grace_s: float) -> list[int]:
+    """SIGTERM every process still below this one, SIGKILL what outlives ``grace_s``.
+
+    Orphans below a child subreaper become its children, so the direct children, read again
+    until none is left, are every descendant.
+
+    Returns:
+        The processes that had to be stopped.
+    """
+    stopped: set[int] = set()
+    deadline = time.monotonic() + grace_s
+    while True:
+        _reap()
+        children = set(_children())
+        if not children:
+            return sorted(stopped)
+        if time.monotonic() < deadline:
+            _signal(children - stopped, signal.SIGTERM)
+        else:
+            _signal(children, signal.SIGKILL)
+        stopped |= children
+        time.sleep(0.1)
+
+
+def _signal(pids: set[int], sig: signal.Signals) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
 
 
 if __name__ == "__main__":

@@ -2,22 +2,49 @@
 
 The request row model is built from :class:`~serving.features.FeatureSpec` when the service is
 imported, so the API's validation, its OpenAPI document and the training features cannot drift
-apart: numeric features are ``number | null`` (null means missing; NaN and infinities are
-refused), categorical features are ``string | null`` (an unseen category is scored as missing),
-every feature must be present, and an unknown field is refused by name.
+apart: numeric features are ``number | null`` (null means missing; NaN, infinities and finite
+numbers beyond the float32 range the model computes in are refused), categorical features are
+``string | null`` of at most ``max_string_chars`` characters (an unseen category is scored as
+missing), every feature must be present, and an unknown field is refused by name.
+
+BentoML flattens ``anyOf: [T, null]`` to ``T`` in the OpenAPI document it serves (3.0), which
+would say a nullable field is not; every nullable field here is described the OpenAPI 3.0 way
+(``nullable: true``) instead.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, create_model
+import numpy as np
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, create_model
 
 from serving.features import FeatureSpec
 
 # Columns every inference-log row starts with; a feature may not reuse these names.
 RESERVED_NAMES = ("row_id", "timestamp", "model_name", "model_version", "prediction")
 _SHOWN_CATEGORIES = 20
+DEFAULT_MAX_STRING_CHARS = 256
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def openapi_nullable(schema: dict[str, Any]) -> None:
+    """Rewrite pydantic's ``anyOf: [T, {"type": "null"}]`` as OpenAPI 3.0's ``T, nullable``."""
+    branches = schema.pop("anyOf", None)
+    if branches is None:
+        return
+    (kept,) = [branch for branch in branches if branch.get("type") != "null"]
+    schema.update(kept)
+    schema["nullable"] = True
+
+
+def _fits_float32(value: float | None) -> float | None:
+    if value is not None and abs(value) > FLOAT32_MAX:
+        raise ValueError(f"outside the float32 range: expected |x| <= {FLOAT32_MAX:.8g}")
+    return value
+
+
+Float32 = Annotated[float | None, AfterValidator(_fits_float32)]
 
 
 class Prediction(BaseModel):
@@ -38,14 +65,19 @@ class ServiceMetadata(BaseModel):
 
     model_name: str
     model_version: str
-    alias: str | None
+    alias: str | None = Field(json_schema_extra=openapi_nullable)
     run_id: str
     data_hash: str
     git_commit: str
-    bento_tag: str | None = Field(description="name:version of the bento; null from source")
+    bento_tag: str | None = Field(
+        description="name:version of the bento; null from source",
+        json_schema_extra=openapi_nullable,
+    )
 
 
-def row_model(spec: FeatureSpec) -> type[BaseModel]:
+def row_model(
+    spec: FeatureSpec, max_string_chars: int = DEFAULT_MAX_STRING_CHARS
+) -> type[BaseModel]:
     """Build the pydantic model of one request row from ``spec``.
 
     Fields are named ``f0``, ``f1``, ... internally and take the feature names as aliases, so any
@@ -63,15 +95,20 @@ def row_model(spec: FeatureSpec) -> type[BaseModel]:
     fields: dict[str, Any] = {}
     for index, name in enumerate(spec.order):
         if name in spec.categorical:
-            fields[f"f{index}"] = (str | None, _categorical_field(name, spec.categorical[name]))
+            categories = spec.categorical[name]
+            fields[f"f{index}"] = (
+                str | None,
+                _categorical_field(name, categories, max_string_chars),
+            )
         else:
             fields[f"f{index}"] = (
-                float | None,
+                Float32,
                 Field(
                     alias=name,
                     strict=True,
                     allow_inf_nan=False,
-                    description="a finite number, or null when missing",
+                    description="a finite number within the float32 range, or null when missing",
+                    json_schema_extra=_numeric_schema,
                 ),
             )
     model: type[BaseModel] = create_model(
@@ -83,13 +120,21 @@ def row_model(spec: FeatureSpec) -> type[BaseModel]:
     return model
 
 
-def _categorical_field(name: str, categories: tuple[str, ...]) -> Any:
+def _numeric_schema(schema: dict[str, Any]) -> None:
+    openapi_nullable(schema)
+    schema["minimum"] = -FLOAT32_MAX
+    schema["maximum"] = FLOAT32_MAX
+
+
+def _categorical_field(name: str, categories: tuple[str, ...], max_chars: int) -> Any:
     shown = ", ".join(categories[:_SHOWN_CATEGORIES])
     more = f", ... ({len(categories)} in all)" if len(categories) > _SHOWN_CATEGORIES else ""
     return Field(
         alias=name,
         strict=True,
+        max_length=max_chars,
         description=f"one of {shown}{more}; null or an unseen value is scored as missing",
+        json_schema_extra=openapi_nullable,
     )
 
 

@@ -43,6 +43,15 @@ class ServingSettings(BaseSettings):
     log_flush_interval_s: float = Field(5.0, gt=0, description="write a file at least this often")
     log_queue_rows: int = Field(100_000, ge=1, description="rows buffered before dropping")
     s3_endpoint_url: str | None = Field(None, description="e.g. http://minio:9000")
+    max_body_bytes: int = Field(
+        1_048_576,
+        ge=1024,
+        le=1_073_741_824,
+        description="largest request body accepted; a larger one is refused (413) unread",
+    )
+    max_string_chars: int = Field(
+        256, ge=1, le=1_000_000, description="longest string a request field may hold"
+    )
     access_log: bool = Field(False, description="log every request line (costs throughput)")
     lean_imports: bool = Field(
         False,

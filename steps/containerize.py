@@ -7,8 +7,16 @@ reading the pushed digest from BuildKit's metadata file. On a workstation it use
 buildah. With no builder it fails listing what it looked for, unless ``--skip-if-no-builder``,
 in which case it records that no image was built (local runs then serve the bento directly).
 
-CLI: ``python -m steps.containerize --archive-uri URI --out-dir DIR``; outputs ``image_ref``
-(``registry/name:version@sha256:...`` or ``none``) and ``image_built`` (``true``/``false``).
+The bento comes either from the artifact store (``--archive-uri URI``) or from a local path
+(``--archive PATH``: a ``.bento`` file, or a directory holding exactly one). On a cluster the
+work is split in two pods so that the one running BuildKit (seccomp and AppArmor unconfined)
+holds no S3 or MLflow credentials: a restricted pod runs ``--archive-uri URI --fetch-to DIR``,
+which only downloads the archive into ``DIR`` (saved by Argo as an artifact), and the build pod
+receives that artifact and runs ``--archive DIR``, talking to nothing but the registry.
+
+CLI: ``python -m steps.containerize (--archive-uri URI | --archive PATH) --out-dir DIR``; outputs
+``image_ref`` (``registry/name:version@sha256:...`` or ``none``) and ``image_built``
+(``true``/``false``). With ``--fetch-to DIR`` it writes no output parameter.
 """
 
 from __future__ import annotations
@@ -36,6 +44,7 @@ Builder = Literal["auto", "buildkit", "docker", "buildx", "buildctl", "podman", 
 BUILDKIT_DAEMONLESS = "buildctl-daemonless.sh"
 WORKSTATION_BACKENDS = ("docker", "buildx", "buildctl", "podman", "buildah")
 BUILD_TIMEOUT_S = 3600
+BENTO_SUFFIX = ".bento"
 
 
 class ContainerizeResult(BaseModel):
@@ -120,25 +129,81 @@ def find_builder(requested: Builder) -> tuple[str | None, list[str]]:
     return None, looked
 
 
+def fetch(settings: Settings, archive_uri: str, into: Path) -> Path:
+    """Download the bento archive at ``archive_uri`` into the directory ``into``, keeping its
+    file name (the bento tag is read back from it).
+
+    Returns:
+        The path of the downloaded archive.
+
+    Raises:
+        StoreError: when the archive cannot be fetched.
+        ConfigError: when ``archive_uri`` is not under the artifact store.
+    """
+    archive = into / Path(archive_uri).name
+    into.mkdir(parents=True, exist_ok=True)
+    ArtifactStore(settings).download(archive_uri, archive)
+    return archive
+
+
+def local_archive(path: Path) -> Path:
+    """Return the bento archive at ``path``: the file itself, or the one ``.bento`` file in the
+    directory ``path`` (where an Argo input artifact lands).
+
+    Raises:
+        ConfigError: when ``path`` does not exist, or the directory holds no or several
+            ``.bento`` files.
+    """
+    if path.is_file():
+        return path
+    if not path.is_dir():
+        raise ConfigError(f"--archive {path}: no such file or directory")
+    found = sorted(path.glob(f"*{BENTO_SUFFIX}"))
+    if len(found) != 1:
+        names = [candidate.name for candidate in found]
+        raise ConfigError(
+            f"--archive {path}: expected exactly one *{BENTO_SUFFIX} file in it, found {names}"
+        )
+    return found[0]
+
+
 def run(
     settings: Settings,
-    archive_uri: str,
+    archive_uri: str | None,
     platforms: list[str],
     registry: str,
     builder: Builder = "auto",
     skip_if_no_builder: bool = False,
+    archive_path: Path | None = None,
 ) -> ContainerizeResult:
     """Import the bento archive and build (and push) its image.
 
+    Args:
+        settings: where BentoML keeps the imported bento, and the artifact store.
+        archive_uri: the archive in the artifact store; ``None`` when ``archive_path`` is given.
+        platforms: the image platforms.
+        registry: ``host[:port]/path`` the image is pushed to.
+        builder: which builder to use; ``auto`` tries BuildKit, then the workstation backends.
+        skip_if_no_builder: record no image instead of failing when no builder is usable.
+        archive_path: a local archive (file or directory, :func:`local_archive`); the step
+            then never talks to the artifact store.
+
     Raises:
+        ConfigError: when both or neither of ``archive_uri`` and ``archive_path`` are given, or
+            the local archive is missing.
         BuildError: when no builder is usable (and not skipping) or the build fails.
         StoreError: when the archive cannot be fetched.
     """
+    if (archive_uri is None) == (archive_path is None):
+        raise ConfigError("give exactly one of --archive-uri URI and --archive PATH")
     os.environ["BENTOML_HOME"] = str(settings.resolved_bentoml_home)
     with tempfile.TemporaryDirectory() as scratch_dir:
         scratch = Path(scratch_dir)
-        archive = scratch / Path(archive_uri).name
-        ArtifactStore(settings).download(archive_uri, archive)
+        if archive_path is not None:
+            archive = local_archive(archive_path)
+        else:
+            assert archive_uri is not None  # checked above
+            archive = fetch(settings, archive_uri, scratch)
         bento_tag, bento_dir = _import_bento(archive)
         image = image_name(registry, bento_tag)
         chosen, looked = find_builder(builder)
@@ -175,7 +240,7 @@ def _import_bento(archive: Path) -> tuple[str, Path]:
 
 
 def _tag_from_archive(archive: Path) -> str:
-    name, _, version = archive.name.removesuffix(".bento").partition("-")
+    name, _, version = archive.name.removesuffix(BENTO_SUFFIX).partition("-")
     return f"{name}:{version}"
 
 
@@ -220,8 +285,18 @@ app = new_app("Build the OCI image of an exported bento (linux/arm64 by default)
 @app.command()
 @reports_errors
 def main(
-    archive_uri: Annotated[str, typer.Option(help="bento archive URI from the build step")],
     out_dir: Annotated[Path, typer.Option(help="directory for output parameter files")],
+    archive_uri: Annotated[
+        str | None, typer.Option(help="bento archive URI from the build step")
+    ] = None,
+    archive: Annotated[
+        Path | None,
+        typer.Option(help="local bento archive, or a directory holding one (an Argo artifact)"),
+    ] = None,
+    fetch_to: Annotated[
+        Path | None,
+        typer.Option(help="only download --archive-uri into this directory; build nothing"),
+    ] = None,
     platforms: Annotated[str, typer.Option(help="e.g. linux/arm64,linux/amd64")] = "linux/arm64",
     registry: Annotated[str, typer.Option(help="image registry/path")] = "localhost:5000/loopline",
     builder: Annotated[
@@ -231,14 +306,24 @@ def main(
         bool, typer.Option(help="record no image instead of failing")
     ] = False,
 ) -> None:
-    """Build and push the image; write image_ref and image_built to OUT_DIR."""
+    """Build and push the image; write image_ref and image_built to OUT_DIR.
+
+    With ``--fetch-to DIR``, only download ``--archive-uri`` into DIR (the confined half of a
+    cluster build) and write no output parameter.
+    """
+    if fetch_to is not None:
+        if archive_uri is None or archive is not None:
+            raise ConfigError("--fetch-to DIR takes --archive-uri URI and no --archive")
+        fetched = fetch(load_settings(), archive_uri, fetch_to)
+        console.print(f"fetched {archive_uri} to {fetched}")
+        return
     if builder not in ("auto", "buildkit", *WORKSTATION_BACKENDS):
         raise ConfigError(
             f"--builder {builder!r}: expected auto, buildkit or one of {WORKSTATION_BACKENDS}"
         )
     result = run(
         load_settings(), archive_uri, parse_platforms(platforms), registry,
-        builder, skip_if_no_builder,  # type: ignore[arg-type]
+        builder, skip_if_no_builder, archive,  # type: ignore[arg-type]
     )  # fmt: skip
     write_outputs(
         out_dir,

@@ -12,10 +12,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from steps.core.cli_support import new_app, reports_errors
+from steps.core.cli_support import RedactingConsole, new_app, reports_errors
 from steps.core.errors import ConfigError
 from steps.core.outputs import write_outputs, write_result
 from steps.core.settings import load_settings
@@ -74,7 +73,7 @@ def generate(
     if out_dir is not None:
         write_outputs(out_dir, "data", {"data_uri": str(path.resolve()), "rows": result.rows})
         write_result(out_dir, result)
-    Console().print(
+    RedactingConsole().print(
         f"wrote {result.rows:,} rows to {path} ({result.scenario}, "
         f"{result.positive_share:.1%} churned) in {result.seconds:.1f} s"
     )
@@ -109,7 +108,7 @@ def inspect_command(
     table.add_column("value", overflow="fold")
     for name, value in summary.items():
         table.add_row(name, ", ".join(value) if isinstance(value, list) else f"{value}")
-    Console().print(table)
+    RedactingConsole().print(table)
 
 
 if __name__ == "__main__":

@@ -51,6 +51,7 @@ from steps.core.errors import (
     RegistryError,
 )
 from steps.core.outputs import write_outputs, write_result
+from steps.core.redact import redact
 from steps.core.settings import CanarySettings, Settings, load_settings
 from steps.io import tracking
 from steps.io.registry import Registry
@@ -103,7 +104,7 @@ def load_policy(settings: Settings, policy_file: Path | None) -> CanarySettings:
         return CanarySettings.model_validate({**settings.canary.model_dump(), **loaded})
     except ValidationError as err:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {e.get('input')!r})"
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']} (got {redact(repr(e.get('input')))})"
             for e in err.errors()
         )
         raise ConfigError(
@@ -219,7 +220,12 @@ def _promote(
         platform=settings.platform,
         steps=settings.deploy.traffic_steps,
         interval_s=interval_s,
-        policy={**policy.model_dump(), "interval_s": interval_s, "min_requests": min_requests},
+        policy={
+            **policy.model_dump(),
+            "prometheus_url": redact(policy.prometheus_url) if policy.prometheus_url else None,
+            "interval_s": interval_s,
+            "min_requests": min_requests,
+        },
         started_at=clock.now(),
     )
 

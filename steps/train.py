@@ -33,6 +33,7 @@ from steps.core import names
 from steps.core.cli_support import console, new_app, reports_errors
 from steps.core.errors import ConfigError
 from steps.core.outputs import write_outputs, write_result
+from steps.core.redact import redact
 from steps.core.settings import ModelKind, Settings, explicit_fields, load_settings
 from steps.io import tracking
 from steps.ml import estimators, holdout, recipe
@@ -154,7 +155,7 @@ def run(
     return TrainResult(
         run_id=run_id,
         model_uri=model_uri,
-        data_uri=settings.data.uri or "",
+        data_uri=redact(settings.data.uri or ""),
         data_hash=dataset.content_hash,
         model_kind=params.model_kind,
         rows_train=len(split.train),
@@ -219,7 +220,7 @@ def _log_run(
             {
                 **settings.train.model_dump(),
                 "seed": settings.seed,
-                "data_uri": settings.data.uri,
+                "data_uri": redact(settings.data.uri) if settings.data.uri else None,
                 "data_hash": dataset.content_hash,
                 "target": dataset.target,
                 "features": ",".join(features),

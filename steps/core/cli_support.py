@@ -1,23 +1,42 @@
-"""What every Loopline command line shares: error reporting and the console."""
+"""What every Loopline command line shares: error reporting and the console.
+
+Nothing a command prints or logs carries a credential: the shared :data:`console` redacts every
+string it prints, and :func:`reports_errors` redacts error messages, log records and the
+traceback of an unexpected error (:mod:`steps.core.redact`).
+"""
 
 from __future__ import annotations
 
 import functools
 import logging
 import os
+import sys
+import traceback
 import warnings
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
 
 from steps.core.errors import LooplineError
+from steps.core.redact import redact
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-console = Console(stderr=True, highlight=False, soft_wrap=True)
+
+class RedactingConsole(Console):
+    """A rich console that prints strings with their credentials redacted (renderables such as
+    tables are printed as they are: build them from redacted values)."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        """Print like :meth:`rich.console.Console.print`, each string through :func:`redact`."""
+        super().print(*(redact(o) if isinstance(o, str) else o for o in objects), **kwargs)
+
+
+console = RedactingConsole(stderr=True, highlight=False, soft_wrap=True)
 
 # MLflow's INFO chatter and per-file download bars drown the step's own progress lines.
 _QUIET_LOGGERS = ("mlflow", "alembic", "botocore", "urllib3")
@@ -36,6 +55,40 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module=r"mlflow\.")
 
 
+def redact_output() -> None:
+    """Redact credentials from every log record created from now on and from the traceback of
+    an uncaught exception, in this process (a library's message may quote a URI with its
+    password: MLflow's failed-request errors do). Calling it again changes nothing."""
+    factory = logging.getLogRecordFactory()
+    if not getattr(factory, "redacts", False):
+        logging.setLogRecordFactory(_redacting_factory(factory))
+    sys.excepthook = _redacting_excepthook
+
+
+def _redacting_factory(
+    create: Callable[..., logging.LogRecord],
+) -> Callable[..., logging.LogRecord]:
+    def factory(*args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = create(*args, **kwargs)
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):
+            return record  # a malformed call: logging's handler reports it as it always does
+        cleaned = redact(message)
+        if cleaned != message:
+            record.msg, record.args = cleaned, None
+        return record
+
+    factory.redacts = True  # type: ignore[attr-defined]
+    return factory
+
+
+def _redacting_excepthook(
+    kind: type[BaseException], value: BaseException, trace: TracebackType | None
+) -> None:
+    sys.stderr.write(redact("".join(traceback.format_exception(kind, value, trace))))
+
+
 def new_app(help_text: str) -> typer.Typer:
     """Return a Typer app configured the Loopline way (no pretty tracebacks, -h for help)."""
     return typer.Typer(
@@ -48,18 +101,20 @@ def new_app(help_text: str) -> typer.Typer:
 
 
 def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Run a CLI command: quiet third-party logs, and turn a :class:`LooplineError` into a
-    one-paragraph message and its exit code (1 a service failed, 2 bad input, 3 a gate said no;
-    see :mod:`steps.core.errors`). Anything else is a bug: it keeps its traceback and exits 1.
+    """Run a CLI command: quiet third-party logs, redact credentials from what it prints and
+    logs, and turn a :class:`LooplineError` into a one-paragraph message and its exit code (1 a
+    service failed, 2 bad input, 3 a gate said no; see :mod:`steps.core.errors`). Anything else
+    is a bug: it keeps its (redacted) traceback and exits 1.
     """
 
     @functools.wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         quiet_libraries()
+        redact_output()
         try:
             return func(*args, **kwargs)
         except LooplineError as err:
-            console.print(f"[bold red]error:[/] {err}", soft_wrap=True)
+            console.print(f"[bold red]error:[/] {redact(str(err))}", soft_wrap=True)
             raise typer.Exit(err.exit_code) from err
 
     return wrapper

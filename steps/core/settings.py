@@ -8,6 +8,7 @@ directory (``.loopline/``): a SQLite MLflow tracking store and registry and a lo
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -16,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from steps.core.errors import ConfigError
+from steps.core.redact import is_secret_name, redact, redact_value
 
 ENV_PREFIX = "LOOPLINE_"
 ModelKind = Literal["xgboost", "sklearn-logreg", "sklearn-hgb"]
@@ -23,7 +25,17 @@ HoldoutMode = Literal["auto", "key", "time"]
 ClassWeight = Literal["none", "balanced"]
 
 
-class _Section(BaseModel):
+class _RedactedRepr:
+    """Settings render without credentials: ``repr`` and ``str`` mask a URI's password, a signed
+    query and any secret-looking field (see :mod:`steps.core.redact`); the values themselves and
+    ``model_dump`` stay whole, as the steps pass them on to MLflow, boto3 and child settings."""
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for name, value in super().__repr_args__():  # type: ignore[misc]
+            yield name, value if name is None else redact_value(name, value)
+
+
+class _Section(_RedactedRepr, BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
@@ -244,7 +256,7 @@ class StackSettings(_Section):
     )
 
 
-class Settings(BaseSettings):
+class Settings(_RedactedRepr, BaseSettings):
     """Every setting of a Loopline run; see the README's configuration table."""
 
     model_config = SettingsConfigDict(
@@ -283,8 +295,12 @@ class Settings(BaseSettings):
     @field_validator("artifact_store")
     @classmethod
     def _artifact_scheme(cls, value: str | None) -> str | None:
-        if value is not None and not value.startswith(("file://", "s3://")):
-            raise ValueError("expected a file:// or s3:// URI")
+        if value is not None and not value.startswith(("file:///", "s3://")):
+            raise ValueError(
+                "expected a file:// or s3:// URI: file:///absolute/dir or s3://bucket/prefix"
+            )
+        if value is not None and value.startswith("s3://") and not value[5:].split("/")[0]:
+            raise ValueError("expected s3://bucket/prefix with a bucket name")
         return value
 
     @property
@@ -377,12 +393,28 @@ def _given_paths(overrides: dict[str, Any], prefix: str) -> list[str]:
 
 
 def describe_validation_error(err: ValidationError) -> str:
-    """Render a pydantic error as one line per setting: name, expected form, value given."""
+    """Render a pydantic error as one line per setting: name, expected form, value given.
+
+    The value given is never shown for a secret-looking setting (``..._PASSWORD``,
+    ``..._TOKEN``, see :func:`steps.core.redact.is_secret_name`), and is shown without
+    credentials otherwise (a URI's password, a signed query).
+    """
     lines = ["invalid settings:"]
     for problem in err.errors():
         name = env_name(problem["loc"])
-        lines.append(f"  {name}: {problem['msg']} (got {problem.get('input')!r})")
+        if any(is_secret_name(str(part)) for part in problem["loc"]):
+            given = "the value is not shown: the setting holds a secret"
+        else:
+            given = f"got {redact(repr(_without_secrets(problem.get('input'))))}"
+        lines.append(f"  {name}: {problem['msg']} ({given})")
     return "\n".join(lines)
+
+
+def _without_secrets(value: Any) -> Any:
+    """``value`` with every secret-looking mapping key's value masked, at any depth."""
+    if isinstance(value, dict):
+        return {key: redact_value(str(key), _without_secrets(item)) for key, item in value.items()}
+    return value
 
 
 def _without_empty(overrides: dict[str, Any]) -> dict[str, Any]:

@@ -1,6 +1,8 @@
 """MLflow session handling shared by the steps: URIs, experiment, lineage values.
 
-Nothing here runs at import; :func:`connect` sets MLflow's URIs for the current process.
+Nothing here runs at import; :func:`connect` sets MLflow's URIs for the current process. The
+tracking URI may carry credentials (``https://user:password@host/``): every message and command
+this module returns shows it through :func:`steps.core.redact.redact`.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from steps.core.errors import RegistryError, ServiceError
+from steps.core.redact import redact
 from steps.core.settings import Settings
 
 if TYPE_CHECKING:
@@ -31,6 +34,7 @@ def connect(settings: Settings) -> str:
     import mlflow
 
     uri = settings.resolved_tracking_uri
+    shown = shown_tracking_uri(settings)
     try:
         if settings.tracking_is_local:
             settings.state_path.mkdir(parents=True, exist_ok=True)
@@ -38,9 +42,14 @@ def connect(settings: Settings) -> str:
         mlflow.set_registry_uri(uri)
         return _experiment_id(settings)
     except mlflow.exceptions.MlflowException as err:
-        raise mlflow_error(err, f"cannot use MLflow tracking store {uri!r}") from err
+        raise mlflow_error(err, f"cannot use MLflow tracking store {shown!r}") from err
     except OSError as err:
-        raise ServiceError(f"cannot open MLflow tracking store {uri!r}: {err}") from err
+        raise ServiceError(redact(f"cannot open MLflow tracking store {shown!r}: {err}")) from err
+
+
+def shown_tracking_uri(settings: Settings) -> str:
+    """Return the tracking URI as it may be printed: without a password or signed query."""
+    return redact(settings.resolved_tracking_uri)
 
 
 def _experiment_id(settings: Settings) -> str:
@@ -74,11 +83,12 @@ def mlflow_error(err: MlflowException, context: str) -> RegistryError | ServiceE
         slow down (no connection and timeouts arrive as ``INTERNAL_ERROR``; a 5xx such as
         ``TEMPORARILY_UNAVAILABLE``; a 408 or 429); :class:`RegistryError` (exit 2) when it
         answered and refused (any other 4xx: a missing resource, an invalid value, no
-        permission). The message is ``"<context>: <MLflow's message>"``.
+        permission). The message is ``"<context>: <MLflow's message>"``, credentials redacted
+        (MLflow's own message may quote the request URL, password included).
     """
     from mlflow.exceptions import ERROR_CODE_TO_HTTP_STATUS
 
-    message = f"{context}: {err.message}"
+    message = redact(f"{context}: {err.message}")
     status = ERROR_CODE_TO_HTTP_STATUS.get(err.error_code, 500)
     if status >= 500 or status in TRANSIENT_HTTP_STATUSES:
         return ServiceError(message)
@@ -104,7 +114,8 @@ def git_commit(settings: Settings) -> str:
 
 
 def ui_command(settings: Settings) -> str:
-    """Return the shell command that opens the MLflow UI on the configured store."""
+    """Return the shell command that opens the MLflow UI on the configured store (a tracking
+    server's URI without its password: the browser asks for it)."""
     if not settings.tracking_is_local:
-        return f"open {settings.resolved_tracking_uri}"
+        return f"open {shown_tracking_uri(settings)}"
     return "make mlflow-ui  # then open http://127.0.0.1:5000"

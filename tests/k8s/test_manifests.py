@@ -68,9 +68,12 @@ def test_base_defines_the_namespace_service_account_and_config() -> None:
         ("RoleBinding", "loopline-pipeline-executor"),
         ("ConfigMap", "artifact-repositories"),
         ("ConfigMap", "loopline-config"),
-        ("ServiceAccount", "loopline-drift"),
-        ("Role", "loopline-drift"),
-        ("RoleBinding", "loopline-drift"),
+        ("ServiceAccount", "loopline-drift-check"),
+        ("Role", "loopline-drift-check"),
+        ("RoleBinding", "loopline-drift-check"),
+        ("ServiceAccount", "loopline-drift-trigger"),
+        ("Role", "loopline-drift-trigger"),
+        ("RoleBinding", "loopline-drift-trigger"),
         ("ServiceAccount", "loopline-sensor"),
         ("Role", "loopline-sensor"),
         ("RoleBinding", "loopline-sensor"),
@@ -152,7 +155,7 @@ def test_the_workflow_reads_the_config_map_the_base_defines() -> None:
         source["configMapRef"]["name"]
         for template in templates
         if "container" in template
-        for source in template["container"]["envFrom"]
+        for source in template["container"].get("envFrom", [])
         if "configMapRef" in source
     }
     assert config_refs == {"loopline-config"}

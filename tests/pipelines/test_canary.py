@@ -47,7 +47,7 @@ def test_canary_promote_passes_its_required_parameter_as_model_version() -> None
     task, template = _only_step(spec)
 
     assert "value" not in parameters["model-version"]  # argo submit needs -p model-version=...
-    assert set(parameters) == {"model-version", "image"}
+    assert set(parameters) == {"model-version"}  # the image is fixed at render time
     assert template["container"]["command"] == ["python", "-m", "steps.promote"]
     assert task_arguments(task) == {
         "model-version": "{{workflow.parameters.model-version}}",
@@ -84,7 +84,7 @@ def test_rollback_and_abort_run_promote_with_their_action_and_no_version(action:
     }
     assert switches == []
     assert task_arguments(task) == {"pipeline-run": "{{workflow.name}}"}
-    assert {p["name"] for p in spec["arguments"]["parameters"]} == {"image"}
+    assert "arguments" not in spec  # nothing to choose, the image included
     declared = {p["name"]: p["valueFrom"]["path"] for p in template["outputs"]["parameters"]}
     assert declared == {name: f"{OUT_DIR}/{name}" for name in PROMOTE_OUTPUTS}
 
@@ -105,11 +105,11 @@ def test_canary_templates_share_retrains_account_cleanup_and_step_checks(name: s
         "app.kubernetes.io/component": "canary",
     }
     assert spec["workflowMetadata"]["labels"] == labels  # the runs carry them too
-    for field in ("serviceAccountName", "podGC", "ttlStrategy"):
+    for field in ("serviceAccountName", "podGC", "ttlStrategy", "securityContext"):
         assert spec[field] == retrain[field], field
     assert_bounded_non_root_step(template["name"], template)
     assert restricted_problems(template) == []
-    assert template["container"]["image"] == "{{workflow.parameters.image}}"
+    assert template["container"]["image"] == templates(retrain)["promote"]["container"]["image"]
     assert template["retryStrategy"] == templates(retrain)["promote"]["retryStrategy"] | {
         "backoff": template["retryStrategy"]["backoff"]  # maxDuration follows the deadline
     }

@@ -7,6 +7,8 @@ from typing import Any
 
 import yaml
 
+from steps.drift import REPORT_DIR, REPORT_FILE
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -34,16 +36,40 @@ def test_monitor_checks_then_creates_retrain_only_when_drifted() -> None:
     assert manifest["kind"] == "Workflow"
     assert manifest["spec"]["workflowTemplateRef"] == {"name": "retrain"}
     parameters = {p["name"]: p["value"] for p in manifest["spec"]["arguments"]["parameters"]}
+    # Nothing the check wrote reaches the manifest: the report's key comes from the run's name.
     assert parameters == {
         "reason": "drift",
-        "drift-report-uri": "{{inputs.parameters.report-uri}}",
+        "drift-report-uri": f"{REPORT_DIR}/{{{{workflow.name}}}}/{REPORT_FILE}",
         "data-uri": "{{inputs.parameters.data-uri}}",
     }
+    assert "tasks.check" not in resource["manifest"]
+    assert tasks["check"]["arguments"]["parameters"][-1] == {
+        "name": "run-name",
+        "value": "{{workflow.name}}",
+    }
     assert tasks["trigger-retrain"]["arguments"]["parameters"] == [
-        {"name": "report-uri", "value": "{{tasks.check.outputs.parameters.report_uri}}"},
         {"name": "data-uri", "value": "{{workflow.parameters.data-uri}}"},
     ]
-    assert spec["workflowSpec"]["serviceAccountName"] == "loopline-drift"
+
+
+def test_the_check_holds_no_token_and_only_the_trigger_may_create_workflows() -> None:
+    monitor = _load("drift-monitor.yaml")
+    workflow_spec = monitor["spec"]["workflowSpec"]
+    templates = _templates(monitor)
+
+    check, trigger = templates["drift"], templates["trigger-retrain"]
+
+    assert workflow_spec["serviceAccountName"] == "loopline-drift-check"
+    assert check["automountServiceAccountToken"] is False
+    assert check["executor"] == {"serviceAccountName": "loopline-drift-check"}
+    assert "serviceAccountName" not in check
+    assert trigger["serviceAccountName"] == "loopline-drift-trigger"
+    assert "container" not in trigger and "script" not in trigger  # Argo's executor, no parsing
+    # The trigger reads the check's `drifted` output only, in its `when`.
+    task = next(t for t in templates["monitor"]["dag"]["tasks"] if t["name"] == "trigger-retrain")
+    assert "tasks.check" not in yaml.safe_dump(task["arguments"])
+    assert "tasks.check" not in yaml.safe_dump(trigger)
+    assert not any("image" in p["name"] for p in workflow_spec["arguments"]["parameters"])
 
 
 def test_retrain_declares_every_parameter_the_triggers_pass() -> None:
@@ -69,20 +95,45 @@ def test_drift_and_sensor_roles_grant_exactly_what_they_use() -> None:
     documents = list(yaml.safe_load_all((REPO / "k8s/pipeline/drift-rbac.yaml").read_text()))
     roles = {d["metadata"]["name"]: d["rules"] for d in documents if d["kind"] == "Role"}
     as_set = {
-        name: {(g, r, v) for rule in rules for g in rule["apiGroups"]
+        name: {(g, r, v, ",".join(rule.get("resourceNames", [])))
+               for rule in rules for g in rule["apiGroups"]
                for r in rule["resources"] for v in rule["verbs"]}
         for name, rules in roles.items()
     }  # fmt: skip
-    assert as_set["loopline-drift"] == {
-        ("argoproj.io", "workflowtaskresults", "create"),
-        ("argoproj.io", "workflowtaskresults", "patch"),
-        ("argoproj.io", "workflows", "create"),
-        ("argoproj.io", "workflows", "get"),
-        ("argoproj.io", "workflows", "watch"),
+    assert as_set["loopline-drift-check"] == {
+        ("argoproj.io", "workflowtaskresults", "create", ""),
+        ("argoproj.io", "workflowtaskresults", "patch", ""),
+    }
+    assert as_set["loopline-drift-trigger"] == {
+        ("argoproj.io", "workflowtaskresults", "create", ""),
+        ("argoproj.io", "workflowtaskresults", "patch", ""),
+        ("argoproj.io", "workflows", "create", ""),
+        ("argoproj.io", "workflows", "get", ""),
+        ("argoproj.io", "workflows", "watch", ""),
     }
     assert as_set["loopline-sensor"] == {
-        ("argoproj.io", "workflows", "create"),
-        ("argoproj.io", "workflowtemplates", "get"),
+        ("argoproj.io", "workflows", "create", ""),
+        ("argoproj.io", "workflowtemplates", "get", "retrain"),
     }
+    bindings = {
+        d["metadata"]["name"]: d["subjects"][0]["name"]
+        for d in documents
+        if d["kind"] == "RoleBinding"
+    }
+    assert bindings == {name: name for name in roles}
+    for rules in roles.values():
+        for rule in rules:
+            assert "*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"]
     sensor = _load("retrain-on-event-sensor.yaml")
     assert sensor["spec"]["template"]["serviceAccountName"] == "loopline-sensor"
+
+
+def test_the_webhook_requires_the_bearer_token_secret() -> None:
+    source = _load("retrain-webhook-eventsource.yaml")
+
+    webhook = source["spec"]["webhook"]["retrain"]
+
+    assert webhook["authSecret"] == {"name": "loopline-webhook", "key": "token"}
+    readme = (REPO / "k8s" / "README.md").read_text()
+    assert "kubectl -n loopline create secret generic loopline-webhook" in readme
+    assert "Authorization: Bearer" in readme

@@ -16,7 +16,16 @@ from pipelines.retrain import (
     retrain_stages,
     retrain_template,
 )
-from pipelines.templates import OUT_DIR, PIPELINE_VERSION, PodProfile, step_template
+from pipelines.templates import (
+    BUILDER_IMAGE,
+    MODEL_REGISTRY,
+    OUT_DIR,
+    PIPELINE_IMAGE,
+    PIPELINE_VERSION,
+    Images,
+    PodProfile,
+    step_template,
+)
 from steps.core.names import STEP_OUTPUTS
 from steps.core.settings import CanarySettings, DeploySettings, ModelKind
 from tests.pipelines.documents import (
@@ -50,8 +59,9 @@ STEP_CONTRACT: dict[str, tuple[list[str], list[str], set[str]]] = {
     "evaluate": (["--run-id"], ["--no-fail-on-reject"], {"decision", "reasons", "report_uri"}),
     "register": (["--run-id", "--pipeline-run"], [], {"model_version"}),
     "build": (["--model-version", "--platform"], [], {"bento_tag", "archive_uri", "model_tag"}),
+    "fetch-bento": (["--archive-uri", "--fetch-to"], [], set()),
     "containerize": (
-        ["--archive-uri", "--platforms", "--registry", "--builder"],
+        ["--archive", "--platforms", "--registry", "--builder"],
         ["--skip-if-no-builder"],
         {"image_ref", "image_built"},
     ),
@@ -84,7 +94,8 @@ def test_dag_edges_are_the_pipeline_order(template_spec: dict[str, Any]) -> None
         ("train", "evaluate"),
         ("evaluate", "register"),
         ("register", "build"),
-        ("build", "containerize"),
+        ("build", "fetch-bento"),
+        ("fetch-bento", "containerize"),
         ("containerize", "deploy"),
         ("deploy", "promote"),
     }
@@ -95,7 +106,7 @@ def test_every_task_after_evaluate_is_gated_on_promote(template_spec: dict[str, 
 
     gated = {name for name, task in tasks.items() if task.get("when") == GATE}
 
-    assert gated == {"register", "build", "containerize", "deploy", "promote"}
+    assert gated == {"register", "build", "fetch-bento", "containerize", "deploy", "promote"}
     assert "when" not in tasks["train"] and "when" not in tasks["evaluate"]
     assert PROMOTE_WHEN == GATE
 
@@ -109,7 +120,8 @@ def test_every_step_runs_its_cli_with_the_contract_flags(template_spec: dict[str
         flags, switches, _ = STEP_CONTRACT[name]
         container = template["container"]
         values, found_switches = parse_args(container["args"])
-        assert container["command"] == ["python", "-m", f"steps.{name}"], name
+        step = "containerize" if name == "fetch-bento" else name
+        assert container["command"] == ["python", "-m", f"steps.{step}"], name
         assert set(values) == {*flags, "--out-dir"}, name
         assert values["--out-dir"] == OUT_DIR
         assert found_switches == switches, name
@@ -133,13 +145,13 @@ def test_outputs_are_read_from_files_in_the_out_dir(template_spec: dict[str, Any
     for name, template in _templates(template_spec).items():
         if "container" not in template:
             continue
-        outputs = template["outputs"]
-        declared = {p["name"]: p["valueFrom"]["path"] for p in outputs["parameters"]}
+        outputs = template.get("outputs", {})
+        declared = {p["name"]: p["valueFrom"]["path"] for p in outputs.get("parameters", [])}
         assert set(declared) == STEP_CONTRACT[name][2], name
         for parameter, path in declared.items():
             assert path == f"{OUT_DIR}/{parameter}"
         for artifact in outputs.get("artifacts", []):
-            assert artifact["path"].startswith(OUT_DIR)
+            assert artifact["path"].startswith((OUT_DIR, "/tmp/bento"))
             assert set(artifact["s3"]) == {"key"}, "key-only: the repository decides the rest"
             assert "{{workflow.name}}" in artifact["s3"]["key"]
 
@@ -148,15 +160,41 @@ def test_evaluation_report_and_bento_are_key_only_artifacts(template_spec: dict[
     templates = _templates(template_spec)
 
     artifacts = {
-        name: [a["name"] for a in t["outputs"].get("artifacts", [])]
+        name: [a["name"] for a in t.get("outputs", {}).get("artifacts", [])]
         for name, t in templates.items()
         if "container" in t
     }
 
     assert artifacts["evaluate"] == ["evaluation"]
     assert artifacts["build"] == ["bento"]
+    assert artifacts["fetch-bento"] == ["bento-archive"]
     assert artifacts["train"] == artifacts["register"] == artifacts["containerize"] == []
     assert artifacts["deploy"] == artifacts["promote"] == []
+
+
+def test_the_build_pod_takes_the_bento_as_an_artifact_and_no_store_credentials(
+    template_spec: dict[str, Any],
+) -> None:
+    templates, tasks = _templates(template_spec), _tasks(template_spec)
+
+    containerize = templates["containerize"]
+    values, _ = parse_args(containerize["container"]["args"])
+
+    assert containerize["inputs"]["artifacts"] == [{"name": "bento-archive", "path": "/tmp/bento"}]
+    assert values["--archive"] == "/tmp/bento" and "--archive-uri" not in values
+    assert tasks["containerize"]["arguments"]["artifacts"] == [
+        {"name": "bento-archive", "from": "{{tasks.fetch-bento.outputs.artifacts.bento-archive}}"}
+    ]
+    assert templates["fetch-bento"]["outputs"]["artifacts"][0]["path"] == "/tmp/bento"
+    fetch_values, _ = parse_args(templates["fetch-bento"]["container"]["args"])
+    assert fetch_values["--fetch-to"] == "/tmp/bento"
+    secrets = {
+        source["secretRef"]["name"]
+        for source in containerize["container"]["envFrom"]
+        if "secretRef" in source
+    }
+    assert secrets == {"loopline-registry"}
+    assert containerize["automountServiceAccountToken"] is False
 
 
 def test_tasks_pass_outputs_of_the_tasks_they_depend_on(template_spec: dict[str, Any]) -> None:
@@ -174,10 +212,10 @@ def test_tasks_pass_outputs_of_the_tasks_they_depend_on(template_spec: dict[str,
     assert argument("build", "model-version") == (
         "{{tasks.register.outputs.parameters.model_version}}"
     )
-    assert argument("containerize", "archive-uri") == (
+    assert argument("fetch-bento", "archive-uri") == (
         "{{tasks.build.outputs.parameters.archive_uri}}"
     )
-    assert argument("containerize", "registry") == "{{workflow.parameters.image-registry}}"
+    assert argument("containerize", "platforms") == "{{workflow.parameters.platforms}}"
     assert argument("deploy", "model-version") == (
         "{{tasks.register.outputs.parameters.model_version}}"
     )
@@ -205,18 +243,14 @@ def test_workflow_parameters_have_defaults_for_what_a_run_varies(
         "min-value",
         "max-regression",
         "platforms",
-        "image-registry",
         "reason",
         "drift-report-uri",
-        "image",
-        "builder-image",
     }
     assert parameters["reason"]["value"] == "manual"
     assert parameters["reason"]["enum"] == ["manual", "schedule", "drift"]
     assert parameters["drift-report-uri"]["value"] == ""
     assert parameters["model-kind"]["enum"] == ["", *get_args(ModelKind)]  # "": the champion's
     assert parameters["platforms"]["value"] == "linux/arm64"
-    assert parameters["image"]["value"] == "ghcr.io/loopline/pipeline:0.1.0"
     assert all(isinstance(p["value"], str) for p in parameters.values())
 
 
@@ -235,10 +269,36 @@ def test_only_the_image_build_is_pinned_to_arm64_and_runs_the_builder_image(
 
     assert pinned == {"containerize"}
     assert templates["containerize"]["nodeSelector"] == {"kubernetes.io/arch": "arm64"}
-    assert templates["containerize"]["container"]["image"] == (
-        "{{workflow.parameters.builder-image}}"
-    )
-    assert templates["train"]["container"]["image"] == "{{workflow.parameters.image}}"
+    assert templates["containerize"]["container"]["image"] == BUILDER_IMAGE
+
+
+def test_images_are_fixed_at_render_time_never_a_run_parameter(
+    template_spec: dict[str, Any],
+) -> None:
+    templates = _templates(template_spec)
+
+    images = {name: t["container"]["image"] for name, t in templates.items() if "container" in t}
+    registry, _ = parse_args(templates["containerize"]["container"]["args"])
+
+    assert images == {name: PIPELINE_IMAGE for name in images} | {"containerize": BUILDER_IMAGE}
+    assert registry["--registry"] == MODEL_REGISTRY
+    assert not any("image" in p["name"] for p in template_spec["arguments"]["parameters"])
+    other = Images("r.example/p:1", "r.example/b:1", "r.example/models")
+    spec = retrain_template(images=other).to_dict()["spec"]
+    rendered = {t["name"]: t for t in spec["templates"]}
+    assert rendered["train"]["container"]["image"] == "r.example/p:1"
+    assert rendered["containerize"]["container"]["image"] == "r.example/b:1"
+    assert "r.example/models" in rendered["containerize"]["container"]["args"]
+
+
+@pytest.mark.parametrize(
+    ("pipeline", "model_registry"),
+    [("ghcr.io/loopline/pipeline", "ghcr.io/l"), ("x:1", "ghcr.io/l"),
+     ("https://r/p:1", "ghcr.io/l"), ("r.example/p:1", "https://r/x")],
+)  # fmt: skip
+def test_an_image_without_registry_or_tag_is_refused(pipeline: str, model_registry: str) -> None:
+    with pytest.raises(ValueError, match="expected"):
+        Images(pipeline=pipeline, model_registry=model_registry)
 
 
 def test_every_step_has_limits_deadline_retries_and_runs_as_non_root(
@@ -248,7 +308,13 @@ def test_every_step_has_limits_deadline_retries_and_runs_as_non_root(
 
     for name, template in steps.items():
         assert_bounded_non_root_step(name, template)
-    # Pod Security "restricted", except the image build: rootless BuildKit needs Unconfined.
+    assert template_spec["securityContext"] == {
+        "runAsNonRoot": True,
+        "runAsUser": 10001,
+        "runAsGroup": 10001,
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+    # Pod Security "restricted", except the image build (tests/pipelines/test_pod_security.py).
     assert {
         name: restricted_problems(t) for name, t in steps.items() if restricted_problems(t)
     } == {
@@ -257,8 +323,21 @@ def test_every_step_has_limits_deadline_retries_and_runs_as_non_root(
             "containers[?]: capabilities.drop must include ALL",
             "containers[?]: seccompProfile.type must be RuntimeDefault or Localhost"
             " (container or pod)",
+            "containers[?]: appArmorProfile 'Unconfined' is not allowed",
         ]
     }
+
+
+def test_only_deploy_and_promote_get_a_service_account_token(
+    template_spec: dict[str, Any],
+) -> None:
+    steps = {n: t for n, t in _templates(template_spec).items() if "container" in t}
+
+    with_token = {n for n, t in steps.items() if t.get("automountServiceAccountToken") is not False}
+
+    assert with_token == {"deploy", "promote"}
+    for name in set(steps) - with_token:
+        assert steps[name]["executor"] == {"serviceAccountName": "loopline-pipeline"}, name
 
 
 def test_the_workflow_deadline_covers_one_attempt_of_every_step_in_a_row(
@@ -377,7 +456,8 @@ def test_a_stage_appended_later_extends_the_dag_without_rewiring(
 
     tasks = _tasks(spec)
     assert list(tasks) == [
-        "train", "evaluate", "register", "build", "containerize", "deploy", "promote", "notify"
+        "train", "evaluate", "register", "build", "fetch-bento", "containerize", "deploy",
+        "promote", "notify",
     ]  # fmt: skip
     assert tasks["notify"]["depends"] == "promote"
     assert tasks["notify"]["when"] == GATE

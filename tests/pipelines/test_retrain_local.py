@@ -43,7 +43,16 @@ def test_rendered_retrain_trains_gates_registers_builds_skips_the_image_deploys_
     assert record.phase == "Succeeded", [(n.display_name, n.phase, n.message) for n in record.nodes]
     phases = {n.display_name: n.phase for n in record.nodes if n.type != "DAG"}
     assert phases == dict.fromkeys(
-        ("train", "evaluate", "register", "build", "containerize", "deploy", "promote"),
+        (
+            "train",
+            "evaluate",
+            "register",
+            "build",
+            "fetch-bento",
+            "containerize",
+            "deploy",
+            "promote",
+        ),
         "Succeeded",
     )
     # The first version goes straight to stable at 100 %; the deploy node had started the stack.
@@ -61,6 +70,10 @@ def test_rendered_retrain_trains_gates_registers_builds_skips_the_image_deploys_
     assert out["evaluate"]["decision"] == "promote"
     assert out["register"] == {"model_version": "1"}
     assert out["containerize"]["image_ref"] == "none"
+    # The build pod took the bento from fetch-bento's artifact, not from the store by URI.
+    bento_artifact = record.node("fetch-bento").outputs.artifacts["bento-archive"]
+    archive_name = Path(out["build"]["archive_uri"]).name
+    assert Path(bento_artifact.removeprefix("file://"), archive_name).is_file()
     # The key-only S3 artifact of the build landed in the local artifact store.
     assert out["build"]["archive_uri"].startswith(settings.resolved_artifact_store)
     assert Path(out["build"]["archive_uri"].removeprefix("file://")).is_file()

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -12,7 +15,16 @@ import pytest
 
 from scripts.serve import serve_command
 from steps.core.errors import ConfigError
-from tests.fixtures.serving import REPO, TinyModel, sample_rows, serving_env, start_server
+from steps.platform.local.processes import group_members, is_alive
+from tests.fixtures.common import free_port
+from tests.fixtures.serving import (
+    READY_TIMEOUT_S,
+    REPO,
+    TinyModel,
+    sample_rows,
+    serving_env,
+    start_server,
+)
 from tests.fixtures.training import TrainedRun
 
 SCRIPT = str(REPO / "scripts" / "serve.py")
@@ -151,3 +163,106 @@ def test_the_champion_is_materialized_once_for_serving(champion_store: TrainedRu
     stamp = (first / "model.ubj").stat().st_mtime_ns
     assert champion_dir(champion_store.settings) == first
     assert (first / "model.ubj").stat().st_mtime_ns == stamp  # not downloaded again
+
+
+class _Detached:
+    """``scripts/serve.py`` started in a session of its own, as ``make serve`` runs in a shell."""
+
+    def __init__(self, model: TinyModel, tmp_path: Path, pycache: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_dir = tmp_path / "log"
+        self.output = tmp_path / "serve.out"
+        argv = [sys.executable, SCRIPT, "--model-dir", str(model.directory), "--workers", "2"]
+        argv += ["--port", str(self.port), "--log-dir", str(self.log_dir)]
+        with self.output.open("wb") as sink:
+            self.process = subprocess.Popen(
+                argv,
+                cwd=REPO,
+                env=serving_env(model, tmp_path / "unused", pycache),
+                stdout=sink,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + READY_TIMEOUT_S
+        while not self.answers("/readyz"):
+            assert self.process.poll() is None, self.output.read_text()
+            assert time.monotonic() < deadline, self.output.read_text()
+            time.sleep(0.1)
+
+    def answers(self, path: str) -> bool:
+        try:
+            return httpx.get(self.url + path, timeout=1.0).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    def tree(self) -> list[int]:
+        """The script, ``bentoml serve`` and its workers (each in a group of its own)."""
+        return group_members(self.process.pid)
+
+    def wait_gone(self, pids: list[int], timeout_s: float = 60.0) -> list[int]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.process.poll()
+            alive = [pid for pid in pids if is_alive(pid)]
+            if not alive:
+                return []
+            time.sleep(0.1)
+        return alive
+
+
+@pytest.fixture
+def detached(tiny_model: TinyModel, tmp_path: Path, serving_pycache: Path) -> Iterator[_Detached]:
+    """The script serving the tiny model with 2 workers; anything left is killed afterwards."""
+    server = _Detached(tiny_model, tmp_path, serving_pycache)
+    started = set(server.tree())
+    yield server
+    for pid in started:
+        if is_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+    server.process.poll()
+
+
+def _logged_rows(log_dir: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return sum(pq.read_table(p).num_rows for p in log_dir.rglob("part-*.parquet"))
+
+
+@pytest.mark.integration
+def test_a_sigkill_of_the_scripts_process_group_stops_every_worker(detached: _Detached) -> None:
+    tree = detached.tree()
+    assert len(tree) == 4  # the script, bentoml serve, two workers
+    for row in sample_rows(20):
+        assert httpx.post(f"{detached.url}/predict", json=row, timeout=30).status_code == 200
+    os.killpg(detached.process.pid, signal.SIGKILL)
+    assert detached.wait_gone(tree) == []
+    assert not detached.answers("/livez")
+    # bentoml serve got SIGTERM from the kernel when the script died: its workers flushed.
+    assert _logged_rows(detached.log_dir) == 20
+
+
+@pytest.mark.integration
+def test_workers_orphaned_by_a_killed_bentoml_serve_are_stopped_by_the_script(
+    detached: _Detached,
+) -> None:
+    tree = detached.tree()
+    bentoml_serve = int(Path(f"/proc/{detached.process.pid}/task/{detached.process.pid}/children")
+                        .read_text().split()[0])  # fmt: skip
+    os.kill(bentoml_serve, signal.SIGKILL)
+    assert detached.wait_gone(tree) == []
+    assert detached.process.returncode == 128 + signal.SIGKILL
+    assert not detached.answers("/livez")
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_a_stop_signal_to_the_script_stops_the_server_and_its_workers(
+    detached: _Detached, stop_signal: int
+) -> None:
+    tree = detached.tree()
+    assert httpx.post(f"{detached.url}/predict", json=sample_rows(1)[0], timeout=30).is_success
+    detached.process.send_signal(stop_signal)
+    assert detached.process.wait(60) == 0
+    assert detached.wait_gone(tree, timeout_s=5) == []
+    assert _logged_rows(detached.log_dir) == 1

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from serving.features import FeatureSpec
-from serving.schema import row_model, row_values
+from serving.schema import FLOAT32_MAX, row_model, row_values
 
 SPEC = FeatureSpec(
     target="churned",
@@ -62,8 +62,10 @@ def test_openapi_schema_lists_features_by_name_and_type() -> None:
     assert list(schema["properties"]) == ["tenure months", "class", "plan-type"]
     assert schema["required"] == ["tenure months", "class", "plan-type"]
     assert schema["additionalProperties"] is False
-    numeric_types = {option["type"] for option in schema["properties"]["class"]["anyOf"]}
-    assert numeric_types == {"number", "null"}
+    numeric = schema["properties"]["class"]
+    assert (numeric["type"], numeric["nullable"]) == ("number", True)  # OpenAPI 3.0's null
+    assert numeric["maximum"] == -numeric["minimum"] == FLOAT32_MAX
+    assert schema["properties"]["plan-type"]["maxLength"] == 256
     assert "basic, pro" in schema["properties"]["plan-type"]["description"]
 
 
@@ -71,3 +73,28 @@ def test_feature_named_like_a_log_column_is_refused() -> None:
     spec = FeatureSpec(target="y", numeric=("prediction",), order=("prediction",))
     with pytest.raises(ValueError, match="prediction"):
         row_model(spec)
+
+
+@pytest.mark.parametrize(
+    "row, location, kind",
+    [
+        ({"tenure months": 1e300, "class": 1, "plan-type": "pro"}, ("tenure months",), "float32"),
+        ({"tenure months": 1, "class": -4e38, "plan-type": "pro"}, ("class",), "float32"),
+        ({"tenure months": 1, "class": 1, "plan-type": "p" * 257}, ("plan-type",), "at most 256"),
+    ],
+)
+def test_numbers_beyond_float32_and_long_strings_are_refused(
+    row: dict[str, object], location: tuple[object, ...], kind: str
+) -> None:
+    with pytest.raises(ValidationError) as caught:
+        row_model(SPEC).model_validate(row)
+    (error,) = caught.value.errors()
+    assert tuple(error["loc"]) == location
+    assert kind in error["msg"]
+
+
+def test_the_float32_bounds_themselves_and_a_shorter_limit() -> None:
+    row = {"tenure months": FLOAT32_MAX, "class": -FLOAT32_MAX, "plan-type": "pro"}
+    assert row_values(row_model(SPEC).model_validate(row))["class"] == -FLOAT32_MAX
+    with pytest.raises(ValidationError, match="at most 2 characters"):
+        row_model(SPEC, max_string_chars=2).model_validate(row)

@@ -90,3 +90,45 @@ def test_without_a_builder_it_fails_listing_what_it_looked_for_or_skips(
     )  # fmt: skip
     assert (skipped.image_ref, skipped.image_built) == ("none", False)
     assert "serve the bento directly" in skipped.reason
+
+
+def test_a_local_archive_is_the_file_or_the_one_bento_in_a_directory(tmp_path: Path) -> None:
+    archive = tmp_path / "artifact" / "churn_service-abc123.bento"
+    archive.parent.mkdir()
+    archive.write_bytes(b"bento")
+
+    assert containerize.local_archive(archive) == archive
+    assert containerize.local_archive(archive.parent) == archive
+    (archive.parent / "other-1.bento").write_bytes(b"bento")
+    with pytest.raises(ConfigError, match="exactly one"):
+        containerize.local_archive(archive.parent)
+    with pytest.raises(ConfigError, match="no such file"):
+        containerize.local_archive(tmp_path / "missing")
+
+
+def test_run_takes_exactly_one_of_a_uri_and_a_local_archive(tmp_path: Path) -> None:
+    from steps.core.settings import Settings
+
+    settings = Settings(state_dir=tmp_path / "state")
+    for uri, path in ((None, None), ("file:///x.bento", tmp_path)):
+        with pytest.raises(ConfigError, match="exactly one of --archive-uri"):
+            containerize.run(settings, uri, ["linux/arm64"], "r.local/ml", archive_path=path)
+
+
+@pytest.mark.integration
+def test_fetch_then_build_from_the_local_archive_as_the_two_cluster_pods_do(
+    champion_store: TrainedRun, fake_buildkit: Path, tmp_path: Path
+) -> None:
+    built = build.run(champion_store.settings, alias="champion")
+    artifact_dir = tmp_path / "bento"
+
+    fetched = containerize.fetch(champion_store.settings, built.archive_uri, artifact_dir)
+    result = containerize.run(
+        champion_store.settings, None, ["linux/arm64"], "registry.local/ml",
+        archive_path=artifact_dir,
+    )  # fmt: skip
+
+    assert fetched.parent == artifact_dir and fetched.name == Path(built.archive_uri).name
+    name, version = built.bento_tag.split(":")
+    assert result.image_ref.startswith(f"registry.local/ml/{name}:{version}@sha256:")
+    assert "push=true" in Path(f"{fake_buildkit}.calls").read_text()

@@ -1,0 +1,377 @@
+"""A pure-ASGI guard in front of BentoML's routes: refuse malformed requests before parsing.
+
+BentoML 1.4 reads a body whole, parses a list body with ``json.loads`` outside its validation
+and logs every refused request at ERROR with a traceback; a malformed body (invalid UTF-8, a
+huge integer, deep nesting, multipart without a boundary) then becomes a 500. So
+:class:`RequestGuard`, added with ``Service.add_asgi_middleware`` (inside BentoML's metrics
+middleware, which still counts its answers), checks every POST to the service's API routes:
+
+1. the size, from ``Content-Length`` and again while the body streams in (chunked bodies): over
+   ``max_body_bytes`` is a 413 before anything is parsed, and the rest is never buffered;
+2. the content type: only ``application/json`` (charset, if given, UTF-8), else a 415;
+3. the JSON itself, with the same parser BentoML uses next: strict UTF-8, valid JSON with no
+   trailing data, integers the parser can convert, at most :data:`MAX_JSON_DEPTH` levels, and
+   no lone UTF-16 surrogate (``"\\ud800"``) in a key or a string, else a 400 naming where.
+
+What passes goes on to BentoML with the body already read. The per-field rules (types, string
+length, the float32 range) are the request model's (:mod:`serving.schema`); BentoML's 4xx
+answers to them are rewritten here into the bounded body of :mod:`serving.errors`. Every refused
+request is logged once, on one line, with locations and types only. The served OpenAPI
+document (``/docs.json``) gets the same error contract.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+
+from pydantic import ValidationError
+
+from serving.errors import (
+    Problem,
+    bounded_problem,
+    describe,
+    document_client_errors,
+    error_body,
+    problems_from_response,
+)
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+MAX_JSON_DEPTH = 32
+JSON_MEDIA_TYPE = "application/json"
+# BentoML's logger of request exceptions (bentoml._internal.server.http_app.log_exception).
+BENTOML_REQUEST_LOGGER = "bentoml._internal.server.http_app"
+# JSON can carry a lone surrogate only as an escape; look for the rest only when one is there.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+
+logger = logging.getLogger("loopline.guard")
+
+
+class Refused(Exception):
+    """A request the guard answers itself: its status and the problem."""
+
+    def __init__(self, status: int, problem: Problem) -> None:
+        super().__init__(problem.msg)
+        self.status = status
+        self.problem = problem
+
+
+def check_content_type(header: str | None) -> None:
+    """Accept no content type (BentoML reads it as JSON) or ``application/json`` in UTF-8.
+
+    Raises:
+        Refused: 415 naming the header and the expected form.
+    """
+    if header is None:
+        return
+    media_type, *params = (part.strip().lower() for part in header.split(";"))
+    charsets = [p.partition("=")[2].strip('"') for p in params if p.startswith("charset=")]
+    if media_type == JSON_MEDIA_TYPE and all(c in ("utf-8", "utf8") for c in charsets):
+        return
+    raise Refused(
+        415,
+        bounded_problem(
+            ["header", "content-type"],
+            "expected application/json (charset, if given, utf-8)",
+            "media_type_unsupported",
+        ),
+    )
+
+
+def check_json(body: bytes) -> None:
+    """Check that ``body`` is JSON that BentoML's parser and validation can take safely.
+
+    An empty body passes (BentoML reads it as ``{}``).
+
+    Raises:
+        Refused: 400 naming the problem: ``utf8_invalid``, ``json_invalid`` (with its line and
+            column; trailing data included), ``json_too_deep``, ``json_number_invalid`` (an
+            integer too long to convert) or ``string_unicode`` (a lone surrogate, at its path).
+    """
+    if not body:
+        return
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise _bad_body(f"not valid UTF-8 (byte {err.start})", "utf8_invalid") from err
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as err:
+        reason = "trailing data after the JSON value" if err.msg == "Extra data" else err.msg
+        where = f"line {err.lineno} column {err.colno}"
+        raise _bad_body(f"invalid JSON at {where}: {reason}", "json_invalid") from err
+    except RecursionError as err:
+        raise _too_deep() from err
+    except ValueError as err:  # the interpreter's limit on integer digits
+        raise _bad_body(
+            "an integer literal too long to be a number", "json_number_invalid"
+        ) from err
+    if _deeper_than(value, MAX_JSON_DEPTH):
+        raise _too_deep()
+    if _SURROGATE_ESCAPE.search(text):
+        _check_text(value)
+
+
+def _bad_body(msg: str, type_: str) -> Refused:
+    return Refused(400, bounded_problem(["body"], msg, type_))
+
+
+def _too_deep() -> Refused:
+    return _bad_body(f"JSON nested deeper than {MAX_JSON_DEPTH} levels", "json_too_deep")
+
+
+def _deeper_than(value: object, limit: int) -> bool:
+    level: list[object] = [value] if isinstance(value, dict | list) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return True
+        children: list[object] = []
+        for item in level:
+            members = item.values() if isinstance(item, dict) else item
+            children.extend(m for m in members if isinstance(m, dict | list))  # type: ignore[attr-defined]
+        level = children
+    return False
+
+
+def _check_text(value: object) -> None:
+    """Refuse the first key or string holding a lone surrogate, naming its path."""
+    root: tuple[str | int, ...] = ("root",) if isinstance(value, list) else ()
+    stack: list[tuple[tuple[str | int, ...], object]] = [(root, value)]
+    while stack:
+        path, item = stack.pop()
+        if isinstance(item, str) and not _is_unicode(item):
+            raise Refused(400, bounded_problem(path or ["body"], _SURROGATE_MSG, "string_unicode"))
+        if isinstance(item, dict):
+            for key, member in item.items():
+                if not _is_unicode(key):
+                    msg = "an object key holds a lone UTF-16 surrogate; expected Unicode text"
+                    raise Refused(400, bounded_problem(path or ["body"], msg, "string_unicode"))
+                stack.append(((*path, key), member))
+        elif isinstance(item, list):
+            stack.extend(((*path, index), member) for index, member in enumerate(item))
+
+
+_SURROGATE_MSG = "a lone UTF-16 surrogate (\\ud800-\\udfff); expected Unicode text"
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+class RequestGuard:
+    """ASGI middleware enforcing :func:`check_content_type`, the size limit and :func:`check_json`.
+
+    Args:
+        app: the ASGI app behind (BentoML's).
+        routes: paths of the API routes to guard (POST only); other paths pass untouched.
+        max_body_bytes: the largest body accepted; a larger one is a 413.
+        docs_path: the OpenAPI document's path, whose client errors are filled in.
+    """
+
+    def __init__(
+        self, app: ASGIApp, *, routes: Iterable[str], max_body_bytes: int, docs_path: str
+    ) -> None:
+        self.app = app
+        self.routes = frozenset(routes)
+        self.max_body_bytes = max_body_bytes
+        self.docs_path = docs_path
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Guard a POST to an API route, document errors on the docs path, pass the rest."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+        elif scope["path"] in self.routes and scope["method"] == "POST":
+            await self._guard(scope, receive, send)
+        elif scope["path"] == self.docs_path and scope["method"] == "GET":
+            await self.app(scope, receive, _DocumentErrors(send, self.routes))
+        else:
+            await self.app(scope, receive, send)
+
+    async def _guard(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = _headers(scope)
+        try:
+            check_content_type(headers.get("content-type"))
+            self._check_declared_length(headers.get("content-length"))
+            body = await self._read_body(receive)
+            if body is None:
+                return  # the client went away
+            check_json(body)
+        except Refused as refused:
+            await _refuse(scope, send, refused.status, "invalid request", [refused.problem])
+            return
+        await self.app(scope, _replay(body, receive), _BoundClientErrors(scope, send))
+
+    def _check_declared_length(self, header: str | None) -> None:
+        if header is None:
+            return
+        if not header.isdigit():
+            raise Refused(
+                400,
+                bounded_problem(
+                    ["header", "content-length"],
+                    "expected a non-negative integer",
+                    "content_length_invalid",
+                ),
+            )
+        if int(header) > self.max_body_bytes:
+            raise self._too_large()
+
+    async def _read_body(self, receive: Receive) -> bytes | None:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk: bytes = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_body_bytes:
+                raise self._too_large()
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return b"".join(chunks)
+
+    def _too_large(self) -> Refused:
+        return Refused(
+            413,
+            bounded_problem(
+                ["body"],
+                f"request body over {self.max_body_bytes} bytes (LOOPLINE_SERVING__MAX_BODY_BYTES)",
+                "body_too_large",
+            ),
+        )
+
+
+def _headers(scope: Scope) -> dict[str, str]:
+    return {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that gives the body already read, then whatever comes next."""
+    pending = [{"type": "http.request", "body": body, "more_body": False}]
+
+    async def replayed() -> Message:
+        return pending.pop() if pending else await receive()
+
+    return replayed
+
+
+async def _refuse(
+    scope: Scope,
+    send: Send,
+    status: int,
+    summary: str,
+    problems: list[Problem],
+    headers: Iterable[tuple[bytes, bytes]] = (),
+) -> None:
+    logger.warning(
+        "refused %s %s: %d %s", scope["method"], scope["path"], status, describe(problems)
+    )
+    body = error_body(summary, problems)
+    kept = [(k, v) for k, v in headers if k.lower() not in (b"content-length", b"content-type")]
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                *kept,
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+class _BoundClientErrors:
+    """A ``send`` that rewrites BentoML's 4xx answers into the bounded error body."""
+
+    def __init__(self, scope: Scope, send: Send) -> None:
+        self._scope = scope
+        self._send = send
+        self._start: Message | None = None
+        self._chunks: list[bytes] = []
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start" and 400 <= message["status"] < 500:
+            self._start = message
+            return
+        if self._start is None or message["type"] != "http.response.body":
+            await self._send(message)
+            return
+        self._chunks.append(message.get("body", b""))
+        if message.get("more_body", False):
+            return
+        status: int = self._start["status"]
+        summary, problems = problems_from_response(status, b"".join(self._chunks))
+        headers = self._start.get("headers", [])
+        await _refuse(self._scope, self._send, status, summary, problems, headers)
+
+
+class _DocumentErrors:
+    """A ``send`` that fills the client-error contract into the OpenAPI document."""
+
+    def __init__(self, send: Send, routes: Iterable[str]) -> None:
+        self._send = send
+        self._routes = routes
+        self._start: Message | None = None
+        self._chunks: list[bytes] = []
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start" and message["status"] == 200:
+            self._start = message
+            return
+        if self._start is None or message["type"] != "http.response.body":
+            await self._send(message)
+            return
+        self._chunks.append(message.get("body", b""))
+        if message.get("more_body", False):
+            return
+        document = document_client_errors(json.loads(b"".join(self._chunks)), self._routes)
+        body = json.dumps(document).encode("utf-8")
+        headers = [
+            (k, v) for k, v in self._start.get("headers", []) if k.lower() != b"content-length"
+        ]
+        headers.append((b"content-length", str(len(body)).encode()))
+        await self._send({**self._start, "headers": headers})
+        await self._send({"type": "http.response.body", "body": body})
+
+
+class QuietClientErrors(logging.Filter):
+    """Drop BentoML's ERROR-with-traceback records of requests it refused with a 4xx.
+
+    BentoML logs each refused request with its traceback, and pydantic's message in it quotes
+    the refused values: the guard logs such a request once instead, without any value. Real
+    server errors (5xx) keep their traceback.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for a record of a client error, True for everything else."""
+        if not record.exc_info or record.exc_info[1] is None:
+            return True
+        error = record.exc_info[1]
+        if isinstance(error, ValidationError):
+            return False
+        code = getattr(getattr(error, "error_code", None), "value", None)
+        return not (isinstance(code, int) and 400 <= code < 500)
+
+
+def quiet_client_errors() -> None:
+    """Install :class:`QuietClientErrors` on BentoML's request logger (once per process)."""
+    request_logger = logging.getLogger(BENTOML_REQUEST_LOGGER)
+    if not any(isinstance(f, QuietClientErrors) for f in request_logger.filters):
+        request_logger.addFilter(QuietClientErrors())
