@@ -27,6 +27,9 @@ Mann-Whitney U test on the latency buckets, a chi-square test of homogeneity on 
 buckets); above the margin but not significant is inconclusive. The verdict is ``fail`` if any
 check failed, else ``inconclusive`` if any was, else ``pass``.
 
+Before PSI and its test, neighbouring prediction buckets are merged until each side expects at
+least five rows in each (:func:`pooled_buckets`): a small window compares coarser, never noisier.
+
 Choosing ``max_psi``: the PSI of two samples from the *same* distribution is positive by noise
 alone, about ``(k - 1) * (1 / n_canary + 1 / n_stable)`` for ``k`` populated buckets and ``n``
 scored rows per track (more where buckets are nearly empty, since shares are floored at
@@ -319,6 +322,54 @@ def homogeneity_p(canary: Sequence[float], stable: Sequence[float]) -> float:
     return float(stats.chi2.sf(statistic, len(columns) - 1))
 
 
+MIN_EXPECTED = 5.0
+"""The fewest observations each side is expected to have in a bucket under no difference: the
+usual condition for a chi-square test to hold, and what keeps PSI from exploding on buckets a
+small window left empty by chance."""
+
+
+def pooled_buckets(
+    canary: Sequence[float], stable: Sequence[float], min_expected: float = MIN_EXPECTED
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Merge neighbouring buckets until each side's expected count in every merged bucket (its
+    total times the pooled share of the bucket) is at least ``min_expected``.
+
+    A bucket short of it joins the next; a short remainder at the end joins the last merged
+    bucket. With few rows the comparison becomes coarser instead of noisy: at 30 canary rows a
+    healthy canary's empty-by-chance buckets otherwise made PSI exceed 1 and the chi-square test
+    (invalid at such expected counts) call it significant.
+
+    Returns:
+        The merged counts of both sides (a single bucket when the rows are too few to split).
+
+    Raises:
+        ValueError: when the lengths differ or a count is negative.
+    """
+    _check_counts(canary, stable)
+    n_canary, n_stable = sum(canary), sum(stable)
+    total = n_canary + n_stable
+    if total <= 0:
+        return (n_canary,), (n_stable,)
+    merged_canary: list[float] = []
+    merged_stable: list[float] = []
+    group_canary = group_stable = 0.0
+    for in_canary, in_stable in zip(canary, stable, strict=True):
+        group_canary += in_canary
+        group_stable += in_stable
+        share = (group_canary + group_stable) / total
+        if min(n_canary, n_stable) * share >= min_expected:
+            merged_canary.append(group_canary)
+            merged_stable.append(group_stable)
+            group_canary = group_stable = 0.0
+    if group_canary or group_stable or not merged_canary:
+        if merged_canary:
+            merged_canary[-1] += group_canary
+            merged_stable[-1] += group_stable
+        else:
+            merged_canary, merged_stable = [group_canary], [group_stable]
+    return tuple(merged_canary), tuple(merged_stable)
+
+
 _RELATIVE_CHECKS = ("error_ratio_vs_stable", "p99_vs_stable", "predictions_vs_stable")
 _DECISIVE: tuple[Outcome, ...] = ("fail", "inconclusive")
 """Check outcomes that decide the verdict, the first found wins."""
@@ -438,6 +489,7 @@ def _predictions_vs_stable(
     for track, counts in (("canary", canary_counts), ("stable", stable_counts)):
         if sum(counts) <= 0:
             return _skipped(name, f"{track} scored no rows in the window: no comparison")
+    canary_counts, stable_counts = pooled_buckets(canary_counts, stable_counts)
     index, limit = psi(canary_counts, stable_counts), policy.max_psi
     if index <= limit:
         reason = f"predicted probabilities stable: PSI {index:.3g} <= {limit:g}"

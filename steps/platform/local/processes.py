@@ -152,6 +152,22 @@ def _reap(pid: int) -> None:
         del _STARTED[pid]
 
 
+def _wait_reaped(pid: int, timeout_s: float = 5.0) -> None:
+    """Collect the exit status of a part this process started, once it is signalled to stop.
+
+    ``/proc`` shows a multi-threaded process (HAProxy, ``bentoml serve``) as a zombie as soon as
+    its main thread exits, while its other threads still wind down; until they have, the kernel
+    has no exit status to give, so a non-blocking poll would leave it unreaped (and Python warns
+    at exit that it is "still running").
+    """
+    process = _STARTED.pop(pid, None)
+    if process is not None:
+        try:
+            process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            _STARTED[pid] = process  # still running: the caller reports the survivor
+
+
 def wait_until(
     part: str,
     pid: int,
@@ -208,7 +224,7 @@ def stop(part: str, pid_file: Path, deadline_s: float = STOP_DEADLINE_S) -> bool
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         time.sleep(POLL_S)
-    _reap(running.pid)
+    _wait_reaped(running.pid)
     survivors = _alive(members)
     if survivors:
         raise StackError(f"{part}: processes {survivors} survived SIGKILL")
