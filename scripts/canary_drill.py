@@ -41,6 +41,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from scripts.bench.servers import free_port
 from steps.core.errors import CanaryRolledBack, DataError, DeployError, LooplineError
 from steps.core.settings import Settings, StackSettings, load_settings
 
@@ -109,14 +110,6 @@ class Versions:
     archives: dict[str, str]
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def make_settings(
     state_dir: Path, interval_s: float, traffic_rps: float, min_requests: int | None = None
 ) -> Settings:
@@ -127,7 +120,7 @@ def make_settings(
     """
     base = load_settings(state_dir=state_dir)
     ports = {
-        name: _free_port()
+        name: free_port()
         for name in (
             "router_port", "router_metrics_port", "prometheus_port", "stable_port", "canary_port",
         )

@@ -23,7 +23,8 @@ from typing import Annotated
 
 import typer
 
-from scripts.loadtest import _free_port, _wait_ready
+from scripts.bench.servers import free_port
+from scripts.loadtest import _wait_ready
 from steps.core.cli_support import console, new_app, reports_errors
 
 REPO = Path(__file__).resolve().parents[1]
@@ -101,7 +102,7 @@ def main(
     seed: Annotated[int, typer.Option(help="schemathesis seed (reproducible runs)")] = 1,
 ) -> None:
     """Serve the model, fuzz it, print requests by status class; exit 1 on any 5xx."""
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     argv = [sys.executable, "-m", "scripts.serve", "--port", str(port)]
     argv += ["--model-dir", str(model_dir)] if model_dir else []
