@@ -7,8 +7,9 @@ Usage::
 
 One model file (trained with the project's own code, cached under ``.bench/model``), one load
 generator (wrk with ``scripts/bench/bench.lua``), one server at a time on 127.0.0.1. For each
-server: the best req/s at p99 <= 50 ms over rising connection counts, p50/p99 at a fixed paced
-rate, cold start to readiness and the process tree's RSS after the load. Writes
+server: the best req/s at p99 <= 50 ms over rising connection counts, p50/p99 at paced
+rates (200 and 1,000 req/s by default) and at the highest rate again with a second client
+(:mod:`scripts.bench.pacer`), cold start to readiness and the process tree's RSS after load. Writes
 ``reports/bench-serving.{md,json,png}`` and prints the table; judges Loopline's targets.
 """
 
@@ -19,7 +20,7 @@ import shutil
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 import httpx
 import numpy as np
@@ -29,6 +30,7 @@ from rich.progress import Progress, TaskID
 from scripts.bench.errors import BenchError
 from scripts.bench.model import ModelRecipe, RequestPool, model_dir, reference_probabilities
 from scripts.bench.model import request_pool as make_request_pool
+from scripts.bench.pacer import run_paced
 from scripts.bench.plot import write_plot
 from scripts.bench.procfs import tree_memory
 from scripts.bench.results import (
@@ -77,7 +79,7 @@ class LoadPlan:
     connections: list[int]
     step_s: float
     warmup_s: float
-    rate_rps: float
+    rates_rps: list[float]
     rate_connections: int
     rate_s: float
     cold_starts: int
@@ -108,13 +110,29 @@ def parse_connections(text: str) -> list[int]:
     Raises:
         ConfigError: if an item is not a positive integer.
     """
+    return _positive_list(text, int, "--connections", "integers like 1,2,4,8")
+
+
+def parse_rates(text: str) -> list[float]:
+    """Return the paced rates of a comma-separated list, ascending.
+
+    Raises:
+        ConfigError: if an item is not a positive number.
+    """
+    return _positive_list(text, float, "--rates", "numbers like 200,1000")
+
+
+Number = TypeVar("Number", int, float)
+
+
+def _positive_list(text: str, kind: type[Number], option: str, form: str) -> list[Number]:
     try:
-        counts = sorted({int(item) for item in text.split(",") if item.strip()})
+        values = sorted({kind(item) for item in text.split(",") if item.strip()})
     except ValueError as err:
-        raise ConfigError(f"--connections must be integers like 1,2,4,8; got {text!r}") from err
-    if not counts or counts[0] < 1:
-        raise ConfigError(f"--connections must be positive integers like 1,2,4,8; got {text!r}")
-    return counts
+        raise ConfigError(f"{option} must be {form}; got {text!r}") from err
+    if not values or values[0] <= 0:
+        raise ConfigError(f"{option} must be positive {form}; got {text!r}")
+    return values
 
 
 def check_answers(server: RunningServer, pool: RequestPool, expected: np.ndarray) -> None:
@@ -155,11 +173,12 @@ def write_bodies(plan: ServerPlan, pool: RequestPool, path: Path) -> Path:
 
 def drive(
     server: RunningServer, bodies: Path, load: LoadPlan, progress: Progress, task: TaskID
-) -> tuple[list[StepResult], FixedRateResult]:
-    """Warm the server up, run the closed-loop steps, then the paced run.
+) -> tuple[list[StepResult], list[FixedRateResult], FixedRateResult]:
+    """Warm the server up, run the closed-loop steps, the paced runs, then the second client.
 
     Returns:
-        The steps in ascending connections and the fixed-rate result.
+        The steps in ascending connections, wrk's paced runs, and the second client's run at
+        the highest rate.
     """
     url, path = server.plan.url, server.plan.predict_path
     run_wrk(url, path, bodies, connections=WARMUP_CONNECTIONS, duration_s=load.warmup_s)
@@ -169,17 +188,26 @@ def drive(
         run = run_wrk(url, path, bodies, connections=connections, duration_s=load.step_s)
         steps.append(StepResult.from_wrk(connections, run))
         progress.advance(task)
-    progress.update(task, description=f"{server.plan.label}: {load.rate_rps:g} req/s paced")
-    paced = run_wrk(
+    paced: list[FixedRateResult] = []
+    for rate in load.rates_rps:
+        progress.update(task, description=f"{server.plan.label}: {rate:,.0f} req/s paced (wrk)")
+        run = run_wrk(
+            url, path, bodies, connections=load.rate_connections, duration_s=load.rate_s, rate=rate
+        )
+        paced.append(FixedRateResult.from_wrk(rate, load.rate_connections, run))
+        progress.advance(task)
+    top = max(load.rates_rps)
+    progress.update(task, description=f"{server.plan.label}: {top:,.0f} req/s paced (pacer)")
+    check = run_paced(
         url,
         path,
-        bodies,
-        connections=load.rate_connections,
+        bodies.read_bytes().splitlines(),
+        rate=top,
         duration_s=load.rate_s,
-        rate=load.rate_rps,
+        connections=load.rate_connections,
     )
     progress.advance(task)
-    return steps, FixedRateResult.from_wrk(load.rate_rps, load.rate_connections, paced)
+    return steps, paced, FixedRateResult.from_pacer(check)
 
 
 def measure_server(
@@ -200,13 +228,14 @@ def measure_server(
     plan = plan_server(name, model, run_dir, load.loopline_workers, load.omp_threads)
     bodies = write_bodies(plan, pool, run_dir / "bodies.jsonl")
     task = progress.add_task(
-        f"{plan.label}: starting", total=len(load.connections) + 1 + load.cold_starts
+        f"{plan.label}: starting",
+        total=len(load.connections) + len(load.rates_rps) + 1 + load.cold_starts,
     )
     log = run_dir / "server.log"
     with running(plan, log, load.ready_timeout_s) as server:
         first_start_s = server.ready_after_s
         check_answers(server, pool, expected)
-        steps, fixed = drive(server, bodies, load, progress, task)
+        steps, paced, check = drive(server, bodies, load, progress, task)
         memory = tree_memory(server.process.pid)
     restarts: list[float] = []
     for attempt in range(load.cold_starts):
@@ -222,7 +251,8 @@ def measure_server(
         workers=plan.workers,
         steps=steps,
         best=None,
-        fixed_rate=fixed,
+        paced=paced,
+        client_check=check,
         first_start_s=round(first_start_s, 3),
         cold_start_s=round(statistics.median(restarts or [first_start_s]), 3),
         cold_start_runs_s=[round(value, 3) for value in restarts],
@@ -290,9 +320,9 @@ def run_bench(names: list[str], load: LoadPlan, quick: bool, out_dir: Path) -> B
         quick=quick,
         step_s=load.step_s,
         connections=load.connections,
-        fixed_rate_rps=load.rate_rps,
-        fixed_rate_connections=load.rate_connections,
-        fixed_rate_s=load.rate_s,
+        paced_rps=load.rates_rps,
+        paced_connections=load.rate_connections,
+        paced_s=load.rate_s,
         cold_starts=load.cold_starts,
         omp_threads=load.omp_threads,
         pool_rows=POOL_ROWS,
@@ -315,7 +345,9 @@ def main(
     servers: Annotated[str, typer.Option(help="comma-separated subset")] = ",".join(SERVER_NAMES),
     connections: Annotated[str, typer.Option(help="closed-loop steps")] = "1,2,4,8,16,32,64",
     step_s: Annotated[float | None, typer.Option(min=1, help="[default: 10, quick 3]")] = None,
-    rate: Annotated[float, typer.Option(min=1, help="paced run, req/s")] = 200.0,
+    rates: Annotated[str, typer.Option(help="paced runs, req/s; the highest also by the pacer")] = (
+        "200,1000"
+    ),
     rate_connections: Annotated[int, typer.Option(min=1, help="paced run connections")] = 64,
     cold_starts: Annotated[int | None, typer.Option(min=0, help="[default: 3, quick 1]")] = None,
     loopline_workers: Annotated[int, typer.Option(min=1, help="Loopline workers")] = 1,
@@ -331,7 +363,7 @@ def main(
         connections=parse_connections(connections),
         step_s=step,
         warmup_s=min(step, 3.0),
-        rate_rps=rate,
+        rates_rps=parse_rates(rates),
         rate_connections=rate_connections,
         rate_s=max(step, 4.0) if quick else 2 * step,
         cold_starts=cold_starts if cold_starts is not None else (1 if quick else 3),

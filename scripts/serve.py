@@ -8,15 +8,18 @@ Usage::
 
 A tag is looked up in the pipeline's BentoML store (``BENTOML_HOME``, default: the Loopline
 settings' ``bentoml_home``, i.e. ``.loopline/bentoml`` where the build step puts the models).
-It checks the model first (a clear error instead of a server traceback), then replaces itself
-with ``bentoml serve serving.service:Loopline``, configured through ``LOOPLINE_SERVING__*``:
+It checks the model first (a clear error instead of a server traceback), then starts
+``serving.service:Loopline``, configured through ``LOOPLINE_SERVING__*``:
 the model, ``LEAN_IMPORTS`` on (only the model kind's own library is importable, as in its image:
 an XGBoost model loads without scikit-learn, so a worker starts in seconds, a scikit-learn model
 without XGBoost; neither with pandas or MLflow), and a bytecode cache under ``.loopline/pycache``
 so later starts skip recompiling. Every model kind the pipeline trains is served this way.
 
-This process stays as the server's supervisor (:func:`supervise`), because BentoML starts each
-worker in a session of its own, out of reach of a signal to this process' group:
+One worker (the default) is one process: this process replaces itself with
+:mod:`serving.launch`, which replaces itself with the worker, so Ctrl-C and SIGTERM reach the
+server directly. With ``--workers`` above 1, ``bentoml serve`` runs the workers and this process
+stays as its supervisor (:func:`supervise`), because BentoML starts each worker in a session of
+its own, out of reach of a signal to this process' group:
 
 - Ctrl-C, SIGTERM or SIGHUP here is passed on to ``bentoml serve`` as SIGTERM: it stops its
   workers, which first flush the inference log; then anything left below this process is killed.
@@ -73,7 +76,9 @@ def serve_command(
     environ: dict[str, str],
     bentoml_home: Path,
 ) -> tuple[list[str], dict[str, str]]:
-    """Return the ``bentoml serve`` argv and environment for the given model and address.
+    """Return the server's argv and environment for the given model and address.
+
+    One worker is served by one process (:mod:`serving.launch`), several by ``bentoml serve``.
 
     Args:
         bentoml_home: the BentoML store to use unless ``environ`` names one.
@@ -94,8 +99,8 @@ def serve_command(
     env.setdefault("PYTHONPYCACHEPREFIX", str(REPO / ".loopline" / "pycache"))
     env.setdefault("BENTOML_HOME", str(bentoml_home))
     env.setdefault("BENTOML_DO_NOT_TRACK", "True")
-    argv = [sys.executable, "-m", "bentoml", "serve", SERVICE, "--host", host, "--port", str(port)]
-    return argv, env
+    command = ["serving.launch", SERVICE] if workers == 1 else ["bentoml", "serve", SERVICE]
+    return [sys.executable, "-m", *command, "--host", host, "--port", str(port)], env
 
 
 def check_model(model_dir: Path | None, model_tag: str) -> None:
@@ -179,6 +184,8 @@ def main(
     os.environ["BENTOML_HOME"] = env["BENTOML_HOME"]
     check_model(model_dir, env.get("LOOPLINE_SERVING__MODEL_TAG", ""))
     os.chdir(REPO)
+    if workers == 1:
+        os.execve(argv[0], argv, env)  # noqa: S606 - our own argv; signals reach the server
     raise typer.Exit(supervise(argv, env))
 
 

@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
+from pydantic import ValidationError
+
 MAX_ERROR_BYTES = 2048
 MAX_DETAILS = 5
 MAX_LOC_PARTS = 4
@@ -103,6 +105,21 @@ def problems_from_response(status: int, body: bytes) -> tuple[str, list[Problem]
         ]
         return f"{len(problems)} invalid field(s)", problems
     return summary, [bounded_problem(["body"], summary, "http_error")]
+
+
+def problems_from_validation(
+    error: ValidationError, root: Sequence[str | int] = ()
+) -> tuple[str, list[Problem]]:
+    """Read a request model's validation error as a summary and bounded problems.
+
+    ``root`` prefixes every location (``("root",)`` for a list body, as BentoML names it); a
+    problem with the body as a whole is located at ``["body"]``.
+    """
+    problems = [
+        bounded_problem([*root, *detail["loc"]] or ["body"], detail["msg"], detail["type"])
+        for detail in error.errors(include_url=False, include_context=False, include_input=False)
+    ]
+    return f"{len(problems)} invalid field(s)", problems
 
 
 def describe(problems: Sequence[Problem]) -> str:

@@ -1,4 +1,4 @@
-"""A pure-ASGI guard in front of BentoML's routes: refuse malformed requests before parsing.
+"""A pure-ASGI guard in front of BentoML's routes: refuse malformed requests, answer predictions.
 
 BentoML 1.4 reads a body whole, parses a list body with ``json.loads`` outside its validation
 and logs every refused request at ERROR with a traceback; a malformed body (invalid UTF-8, a
@@ -9,15 +9,18 @@ middleware, which still counts its answers), checks every POST to the service's 
 1. the size, from ``Content-Length`` and again while the body streams in (chunked bodies): over
    ``max_body_bytes`` is a 413 before anything is parsed, and the rest is never buffered;
 2. the content type: only ``application/json`` (charset, if given, UTF-8), else a 415;
-3. the JSON itself, with the same parser BentoML uses next: strict UTF-8, valid JSON with no
-   trailing data, integers the parser can convert, at most :data:`MAX_JSON_DEPTH` levels, and
-   no lone UTF-16 surrogate (``"\\ud800"``) in a key or a string, else a 400 naming where.
+3. the JSON itself: strict UTF-8, valid JSON with no trailing data, integers the parser can
+   convert, at most :data:`MAX_JSON_DEPTH` levels, and no lone UTF-16 surrogate
+   (``"\\ud800"``) in a key or a string, else a 400 naming where.
 
-What passes goes on to BentoML with the body already read. The per-field rules (types, string
-length, the float32 range) are the request model's (:mod:`serving.schema`); BentoML's 4xx
-answers to them are rewritten here into the bounded body of :mod:`serving.errors`. Every refused
-request is logged once, on one line, with locations and types only. The served OpenAPI
-document (``/docs.json``) gets the same error contract.
+A route given an :data:`Answer` is then answered here, from the JSON already parsed: the answer
+validates, scores and returns the body of a 200, or raises :class:`Refused` (a 4xx),
+:class:`Unavailable` (a 503) or anything else (a 500, logged with its traceback). BentoML's
+per-request layer (routing, its own parse and validation, dependency injection, response
+models) costs more than the model here: see :mod:`serving.service`. The other routes go on to
+BentoML with the body already read, and its 4xx answers are rewritten into the bounded body of
+:mod:`serving.errors`. Every refused request is logged once, on one line, with locations and
+types only. The served OpenAPI document (``/docs.json``) gets the same error contract.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, MutableMapping
 from typing import Any
 
 from pydantic import ValidationError
@@ -44,6 +47,8 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+# The body of a 200 for a request's parsed JSON body (None when the body is empty).
+Answer = Callable[[Any], Awaitable[bytes]]
 
 MAX_JSON_DEPTH = 32
 JSON_MEDIA_TYPE = "application/json"
@@ -56,12 +61,23 @@ logger = logging.getLogger("loopline.guard")
 
 
 class Refused(Exception):
-    """A request the guard answers itself: its status and the problem."""
+    """A request the guard answers itself: its status, a summary and the problems."""
 
-    def __init__(self, status: int, problem: Problem) -> None:
+    def __init__(
+        self, status: int, problem: Problem, *more: Problem, summary: str = "invalid request"
+    ) -> None:
         super().__init__(problem.msg)
         self.status = status
         self.problem = problem
+        self.problems = [problem, *more]
+        self.summary = summary
+
+
+class Unavailable(Exception):
+    """The service cannot take the request now (overload, shutting down): a 503."""
+
+
+RETRY_AFTER_S = 1
 
 
 def check_content_type(header: str | None) -> None:
@@ -86,10 +102,13 @@ def check_content_type(header: str | None) -> None:
     )
 
 
-def check_json(body: bytes) -> None:
-    """Check that ``body`` is JSON that BentoML's parser and validation can take safely.
+def check_json(body: bytes) -> Any:
+    """Parse ``body`` as JSON that the request models (and BentoML's parser) can take safely.
 
-    An empty body passes (BentoML reads it as ``{}``).
+    An empty body passes as None (BentoML reads it as ``{}``).
+
+    Returns:
+        The parsed value.
 
     Raises:
         Refused: 400 naming the problem: ``utf8_invalid``, ``json_invalid`` (with its line and
@@ -97,7 +116,7 @@ def check_json(body: bytes) -> None:
             integer too long to convert) or ``string_unicode`` (a lone surrogate, at its path).
     """
     if not body:
-        return
+        return None
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as err:
@@ -118,6 +137,7 @@ def check_json(body: bytes) -> None:
         raise _too_deep()
     if _SURROGATE_ESCAPE.search(text):
         _check_text(value)
+    return value
 
 
 def _bad_body(msg: str, type_: str) -> Refused:
@@ -180,15 +200,23 @@ class RequestGuard:
         routes: paths of the API routes to guard (POST only); other paths pass untouched.
         max_body_bytes: the largest body accepted; a larger one is a 413.
         docs_path: the OpenAPI document's path, whose client errors are filled in.
+        answers: the guarded routes answered here rather than by the app behind.
     """
 
     def __init__(
-        self, app: ASGIApp, *, routes: Iterable[str], max_body_bytes: int, docs_path: str
+        self,
+        app: ASGIApp,
+        *,
+        routes: Iterable[str],
+        max_body_bytes: int,
+        docs_path: str,
+        answers: Mapping[str, Answer] | None = None,
     ) -> None:
         self.app = app
         self.routes = frozenset(routes)
         self.max_body_bytes = max_body_bytes
         self.docs_path = docs_path
+        self.answers = dict(answers or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Guard a POST to an API route, document errors on the docs path, pass the rest."""
@@ -209,11 +237,24 @@ class RequestGuard:
             body = await self._read_body(receive)
             if body is None:
                 return  # the client went away
-            check_json(body)
+            value = check_json(body)
+            answer = self.answers.get(scope["path"])
+            if answer is None:
+                await self.app(scope, _replay(body, receive), _BoundClientErrors(scope, send))
+                return
+            payload = await answer(value)
         except Refused as refused:
-            await _refuse(scope, send, refused.status, "invalid request", [refused.problem])
+            await _refuse(scope, send, refused.status, refused.summary, refused.problems)
             return
-        await self.app(scope, _replay(body, receive), _BoundClientErrors(scope, send))
+        except Unavailable as err:
+            retry = [(b"retry-after", str(RETRY_AFTER_S).encode())]
+            await _respond(send, 503, _server_error(f"service unavailable: {err}"), retry)
+            return
+        except Exception:  # a server error: logged whole, answered without detail
+            logger.exception("%s %s failed", scope["method"], scope["path"])
+            await _respond(send, 500, _server_error(SERVER_ERROR))
+            return
+        await _respond(send, 200, payload)
 
     def _check_declared_length(self, header: str | None) -> None:
         if header is None:
@@ -256,6 +297,30 @@ class RequestGuard:
         )
 
 
+SERVER_ERROR = "an unexpected error has occurred; the server log has the details"
+
+
+def _server_error(message: str) -> bytes:
+    return json.dumps({"error": message}).encode("utf-8")
+
+
+async def _respond(
+    send: Send, status: int, body: bytes, headers: Iterable[tuple[bytes, bytes]] = ()
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                *headers,
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
 def _headers(scope: Scope) -> dict[str, str]:
     return {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
 
@@ -281,20 +346,8 @@ async def _refuse(
     logger.warning(
         "refused %s %s: %d %s", scope["method"], scope["path"], status, describe(problems)
     )
-    body = error_body(summary, problems)
     kept = [(k, v) for k, v in headers if k.lower() not in (b"content-length", b"content-type")]
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [
-                *kept,
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    await _respond(send, status, error_body(summary, problems), kept)
 
 
 class _BoundClientErrors:

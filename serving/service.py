@@ -40,6 +40,7 @@ import signal
 import threading
 import time
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, cast
@@ -47,11 +48,12 @@ from typing import Annotated, Any, cast
 import bentoml
 import numpy as np
 import prometheus_client
-from bentoml.exceptions import InternalServerError, ServiceUnavailable
-from pydantic import Field
+from bentoml.exceptions import ServiceUnavailable
+from pydantic import Field, TypeAdapter, ValidationError
 
 from serving.batcher import MicroBatcher, Overloaded
-from serving.guard import RequestGuard, quiet_client_errors
+from serving.errors import problems_from_validation
+from serving.guard import Refused, RequestGuard, Unavailable, quiet_client_errors
 from serving.inference_log import InferenceLog, LoggedBatch, LogTarget
 from serving.lean_imports import block_training_imports
 from serving.model import (
@@ -97,9 +99,9 @@ class FaultInjection:
 
     The canary drill (``make canary-drill``) needs a canary that really answers 5xx and really is
     slower, measured by the same server metrics the canary judge reads on a cluster. So an
-    injected error is BentoML's :class:`~bentoml.exceptions.InternalServerError`, which
+    injected error is raised where a real failure would be, answered 500 and counted by
     ``bentoml_service_request_total{http_response_code="500"}`` and the duration histogram
-    count exactly as a real failure, and the delay is spent inside the request it slows.
+    exactly as one, and the delay is spent inside the request it slows.
     """
 
     error_ratio: float
@@ -123,16 +125,20 @@ class FaultInjection:
         """Wait the delay without blocking the event loop, then maybe fail.
 
         Raises:
-            InternalServerError: with probability ``error_ratio`` (an HTTP 500).
+            InjectedFault: with probability ``error_ratio`` (an HTTP 500).
         """
         if self.delay_ms:
             await asyncio.sleep(self.delay_ms / 1000)
         # The operating system's generator: no library seeding the random module's shared one
         # can make the draws repeat across workers or restarts.
         if _SYSTEM_RANDOM.random() < self.error_ratio:
-            raise InternalServerError(
+            raise InjectedFault(
                 f"injected fault ({ENV_PREFIX}FAULT_ERROR_RATIO={self.error_ratio!r})"
             )
+
+
+class InjectedFault(RuntimeError):
+    """A server error drawn by :class:`FaultInjection`."""
 
 
 _SYSTEM_RANDOM = random.SystemRandom()
@@ -146,6 +152,10 @@ if SETTINGS.lean_imports:
 BUNDLE: ModelBundle = check_servable(_MODEL_DIR)
 Row = row_model(BUNDLE.spec, SETTINGS.max_string_chars)
 RowBatch = Annotated[list[Row], Field(min_length=1, max_length=SETTINGS.max_batch_rows)]  # type: ignore[valid-type]
+PREDICTION_ROUTES = ("/predict", "/predict_batch")
+_ROW = TypeAdapter(Row)
+_ROW_BATCH: TypeAdapter[list[Any]] = TypeAdapter(RowBatch)
+_PREDICTIONS: TypeAdapter[list[Prediction]] = TypeAdapter(list[Prediction])
 
 
 @bentoml.service(
@@ -154,6 +164,9 @@ RowBatch = Annotated[list[Row], Field(min_length=1, max_length=SETTINGS.max_batc
     traffic={"timeout": 10},
     metrics={"enabled": True, "duration": {"buckets": DURATION_BUCKETS_S}},
     logging={"access": {"enabled": SETTINGS.access_log}},
+    # OpenTelemetry's middleware costs ~0.8 ms of CPU per request even when nothing is sampled
+    # (BentoML's default sample rate is 0): the prediction routes skip it unless asked for.
+    tracing={"excluded_urls": [] if SETTINGS.trace_predictions else list(PREDICTION_ROUTES)},
 )
 class Loopline:
     """The public API: validate, encode, score through the batcher, log."""
@@ -163,7 +176,8 @@ class Loopline:
 
     def __init__(self) -> None:
         """Load the model, warm it up and start the inference log's writer thread."""
-        _stop_when_orphaned()
+        if not SETTINGS.standalone:
+            _stop_when_orphaned()
         predictor = load_predictor(BUNDLE)
         predictor.predict_proba(np.full((1, len(BUNDLE.spec.order)), np.nan, np.float32))
         self._batcher = MicroBatcher(
@@ -196,16 +210,42 @@ class Loopline:
         gc.collect()
         gc.freeze()
 
+    # Over HTTP the guard answers these two routes through answer_predict and
+    # answer_predict_batch (same validation, scoring and answers, without BentoML's per-request
+    # layer); the declarations stay the service's contract: OpenAPI, clients, in-process calls.
     @bentoml.api(route="/predict")  # type: ignore[untyped-decorator]  # _bentoml_sdk has no py.typed
     async def predict(self, row: Row, /) -> Prediction:  # type: ignore[valid-type]
         """Score one row."""
-        (prediction,) = await self._score([row_values(row)])
+        (prediction,) = await _unless_overloaded(self._score([row_values(row)]))
         return prediction
 
     @bentoml.api(route="/predict_batch")  # type: ignore[untyped-decorator]  # _bentoml_sdk has no py.typed
     async def predict_batch(self, rows: RowBatch, /) -> list[Prediction]:
         """Score a non-empty list of rows (at most LOOPLINE_SERVING__MAX_BATCH_ROWS)."""
-        return await self._score([row_values(row) for row in rows])
+        return await _unless_overloaded(self._score([row_values(row) for row in rows]))
+
+    async def answer_predict(self, body: Any) -> bytes:
+        """The JSON answer of ``/predict`` to a parsed body.
+
+        Raises:
+            Refused: a 400 naming the invalid fields.
+            Unavailable: when the batcher is overloaded.
+        """
+        try:
+            row = _ROW.validate_python({} if body is None else body)
+        except ValidationError as err:
+            raise _refused(err) from None
+        (prediction,) = await _or_unavailable(self._score([row_values(row)]))
+        return prediction.__pydantic_serializer__.to_json(prediction)
+
+    async def answer_predict_batch(self, body: Any) -> bytes:
+        """The JSON answer of ``/predict_batch`` to a parsed body (see :meth:`answer_predict`)."""
+        try:
+            rows = _ROW_BATCH.validate_python({} if body is None else body)
+        except ValidationError as err:
+            raise _refused(err, ("root",)) from None
+        predictions = await _or_unavailable(self._score([row_values(row) for row in rows]))
+        return _PREDICTIONS.dump_json(predictions)
 
     @bentoml.api(route="/metadata")  # type: ignore[untyped-decorator]  # _bentoml_sdk has no py.typed
     def metadata(self) -> ServiceMetadata:
@@ -225,10 +265,7 @@ class Loopline:
         if FAULTS is not None:
             await FAULTS.inject()
         features = BUNDLE.spec.encode_rows(rows)
-        try:
-            probabilities = await self._batcher.predict(features)
-        except Overloaded as err:
-            raise ServiceUnavailable(str(err)) from err
+        probabilities = await self._batcher.predict(features)
         timestamp_ms = time.time_ns() // 1_000_000
         row_ids = [uuid.uuid4().hex for _ in rows]
         values: list[float] = probabilities.tolist()
@@ -246,13 +283,46 @@ class Loopline:
         ]
 
 
-# Malformed requests are refused before BentoML parses them (see serving.guard).
+async def _unless_overloaded(scored: Awaitable[list[Prediction]]) -> list[Prediction]:
+    try:
+        return await scored
+    except Overloaded as err:
+        raise ServiceUnavailable(str(err)) from err
+
+
+async def _or_unavailable(scored: Awaitable[list[Prediction]]) -> list[Prediction]:
+    try:
+        return await scored
+    except Overloaded as err:
+        raise Unavailable(str(err)) from err
+
+
+def _refused(err: ValidationError, root: tuple[str, ...] = ()) -> Refused:
+    summary, problems = problems_from_validation(err, root)
+    return Refused(400, *problems, summary=summary)
+
+
+def _service() -> Loopline:
+    return cast(Loopline, bentoml.get_current_service())
+
+
+async def _answer_predict(body: Any) -> bytes:
+    return await _service().answer_predict(body)
+
+
+async def _answer_predict_batch(body: Any) -> bytes:
+    return await _service().answer_predict_batch(body)
+
+
+# Malformed requests are refused before BentoML parses them, and predictions answered without
+# BentoML's per-request layer (see serving.guard).
 _SERVICE = cast("bentoml.Service[Loopline]", Loopline)  # what the decorator returned
 _SERVICE.add_asgi_middleware(
     RequestGuard,
     routes=[api.route for api in _SERVICE.apis.values()],
     max_body_bytes=SETTINGS.max_body_bytes,
     docs_path="/docs.json",
+    answers={"/predict": _answer_predict, "/predict_batch": _answer_predict_batch},
 )
 
 
@@ -262,10 +332,10 @@ ORPHAN_POLL_S = 1.0
 def _stop_when_orphaned(poll_s: float = ORPHAN_POLL_S) -> None:
     """Stop this worker (SIGTERM: the inference log is flushed) once its server is gone.
 
-    BentoML starts each worker in a process group of its own, so a ``kill -9`` of the server or
-    of its group would otherwise leave the worker running and answering on the shared socket.
-    A daemon thread notices the parent change (re-parented to init or a subreaper) within
-    ``poll_s``.
+    ``bentoml serve`` starts each worker in a process group of its own, so a ``kill -9`` of the
+    server or of its group would otherwise leave the worker running and answering on the shared
+    socket. A daemon thread notices the parent change (re-parented to init or a subreaper)
+    within ``poll_s``. A worker started by :mod:`serving.launch` is the server itself: no watch.
     """
     parent = os.getppid()
 

@@ -334,3 +334,22 @@ def test_the_dashboard_config_map_is_labelled_for_grafanas_sidecar() -> None:
     assert config_map["metadata"]["labels"]["grafana_dashboard"] == "1"
     assert config_map["data"] == {"grafana-dashboard.json": dashboard}
     assert yaml.safe_load(dashboard)["uid"] == "loopline-serving"
+
+
+@pytest.mark.parametrize("track", TRACKS)
+def test_a_track_runs_one_worker_in_one_process_from_the_bentos_own_sources(track: str) -> None:
+    from bentoml._internal.container.generate import BENTO_PATH
+
+    container = _container(_built("base")[("Deployment", f"loopline-{track}")])
+    env = {item["name"]: item["value"] for item in container["env"]}
+    port = container["ports"][0]["containerPort"]
+
+    # The image's entrypoint runs a `python ...` command as given, from the bento's sources.
+    assert container["args"] == [
+        "python", "-m", "serving.launch", BENTO_PATH, "--host", "0.0.0.0", "--port", str(port),
+    ]  # fmt: skip
+    assert container["workingDir"] == f"{BENTO_PATH}/src"
+    assert "command" not in container  # the entrypoint (venv activation) is kept
+    assert env["LOOPLINE_SERVING__WORKERS"] == "1"  # what serving.launch runs
+    mounts = {mount["mountPath"] for mount in container["volumeMounts"]}
+    assert env["TMPDIR"] in mounts  # where serving.launch keeps the metrics files

@@ -65,6 +65,29 @@ def test_a_model_dir_becomes_the_serving_settings(tmp_path: Path) -> None:
     assert env["BENTOML_HOME"] == "/state/bentoml"
 
 
+def test_one_worker_is_served_by_one_process() -> None:
+    argv, env = serve_command(
+        model_dir=None,
+        model_tag="churn:abc",
+        host="0.0.0.0",
+        port=3000,
+        workers=1,
+        log_dir=None,
+        environ={},
+        bentoml_home=Path("/state/bentoml"),
+    )
+    assert argv[1:] == [
+        "-m",
+        "serving.launch",
+        "serving.service:Loopline",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "3000",
+    ]
+    assert env["LOOPLINE_SERVING__WORKERS"] == "1"
+
+
 def test_a_tag_is_served_from_the_callers_store_when_it_names_one() -> None:
     _, env = serve_command(
         model_dir=None, model_tag="churn:v1-abc", host="h", port=1, workers=1, log_dir=None,
@@ -144,6 +167,7 @@ def test_the_script_serves_a_model_dir(
         assert response.status_code == 200
         (expected,) = tiny_model.booster_probability([row])
         assert response.json()["probability"] == pytest.approx(expected, abs=1e-6)
+        assert server.worker_pids() == []  # one worker: the script became the server process
     finally:
         assert server.stop() == 0
     assert len(list(log_dir.rglob("part-*.parquet"))) == 1

@@ -77,22 +77,71 @@ def test_a_batch_never_exceeds_max_rows_but_a_big_request_is_scored_whole() -> N
     assert model.calls == [1, 3, 2, 6]
 
 
-def test_a_request_queued_beyond_max_wait_is_refused_as_overloaded() -> None:
-    model = RecordingModel(delay_s=0.2)
+class SteppingClock:
+    """A monotonic clock that only moves when the model scores: each call takes ``step_s``."""
+
+    def __init__(self, step_s: float) -> None:
+        self.now = 0.0
+        self.step_s = step_s
+
+    def __call__(self) -> float:
+        return self.now
+
+    def model(self, features: np.ndarray) -> np.ndarray:
+        self.now += self.step_s
+        return features[:, 0].astype(np.float64) / 100
+
+
+def _outcomes(results: list[Any]) -> list[str]:
+    return ["503" if isinstance(r, Overloaded) else "ok" for r in results]
+
+
+def test_requests_delayed_by_one_slow_moment_are_still_answered() -> None:
+    clock = SteppingClock(step_s=0.2)  # one call four times longer than max_wait
+    entered, release = threading.Event(), threading.Event()
+    calls: list[int] = []
+
+    def model(features: np.ndarray) -> np.ndarray:
+        entered.set()
+        release.wait(5)
+        calls.append(len(features))
+        return clock.model(features)
 
     async def scenario() -> list[Any]:
-        batcher = MicroBatcher(model, max_rows=100, max_wait_ms=50)
+        batcher = MicroBatcher(model, max_rows=100, max_wait_ms=50, clock=clock)
         first = asyncio.create_task(batcher.predict(_rows(5)))
-        await asyncio.sleep(0.01)
-        late = asyncio.create_task(batcher.predict(_rows(6)))
-        done = await asyncio.gather(first, late, return_exceptions=True)
-        return list(done)
+        while not entered.is_set():  # the first call has started
+            await asyncio.sleep(0.001)
+        late = asyncio.create_task(batcher.predict(_rows(6)))  # waits the call's 200 ms
+        await asyncio.sleep(0)
+        release.set()
+        done = list(await asyncio.gather(first, late, return_exceptions=True))
+        done.append(await batcher.predict(_rows(7)))  # the queue is short again
+        return done
 
-    first, late = asyncio.run(scenario())
-    assert isinstance(first, np.ndarray) and first.tolist() == [0.05]
-    assert isinstance(late, Overloaded)
-    assert "50 ms" in str(late)
-    assert model.calls == [1]
+    results = asyncio.run(scenario())
+    assert _outcomes(results) == ["ok", "ok", "ok"]
+    assert [r.tolist() for r in results] == [[0.05], [0.06], [0.07]]
+    assert calls == [1, 1, 1]  # the late request waited for the slow call, alone
+
+
+def test_a_queue_standing_beyond_max_wait_is_refused_as_overloaded_then_recovers() -> None:
+    clock = SteppingClock(step_s=0.06)  # every call longer than max_wait: the queue only grows
+
+    async def scenario() -> tuple[list[Any], np.ndarray]:
+        batcher = MicroBatcher(
+            clock.model, max_rows=1, max_wait_ms=50, overload_after_ms=100, clock=clock
+        )
+        queued = [asyncio.create_task(batcher.predict(_rows(v))) for v in range(1, 6)]
+        done = list(await asyncio.gather(*queued, return_exceptions=True))
+        return done, await batcher.predict(_rows(9))
+
+    results, after = asyncio.run(scenario())
+    # Waits of 0, 60 and 120 ms are scored (standing for 0 and 60 ms, under the 100 ms
+    # interval); at 180 ms the queue has stood for 120 ms: the rest is refused at once.
+    assert _outcomes(results) == ["ok", "ok", "ok", "503", "503"]
+    assert "longer than 50 ms for 100 ms" in str(results[3])
+    assert after.tolist() == [0.09]
 
 
 def test_a_model_error_reaches_every_request_of_the_batch() -> None:

@@ -81,21 +81,13 @@ def test_a_bento_holds_serving_only_and_serves_its_model_with_its_tag(
     requirements = (bento_dir / "env" / "python" / "requirements.txt").read_text()
     assert _pins(requirements) == _pins((REPO / "serving" / lock).read_text())
 
-    # `bentoml serve <bento>` outside an image does not apply the bento's envs: they are set here.
+    # Served as a pod serves it: serving.launch from the bento's own sources, on the bento's
+    # directory. Outside an image the bento's envs are not applied: they are set here.
     server = start_server(
         {**env, "LOOPLINE_SERVING__LEAN_IMPORTS": "true"},
         tmp_path / "bento-server.log",
-        lambda port: [
-            sys.executable,
-            "-m",
-            "bentoml",
-            "serve",
-            built["tag"],
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
+        lambda port: [sys.executable, "-m", "serving.launch", str(bento_dir), "--port", str(port)],
+        cwd=bento_dir / "src",
     )
     try:
         response = server.http.post("/metadata", json={})

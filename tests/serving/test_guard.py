@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any
 
 import pytest
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from serving.errors import (
     MAX_DETAILS,
@@ -17,11 +19,14 @@ from serving.errors import (
     document_client_errors,
     error_body,
     problems_from_response,
+    problems_from_validation,
 )
 from serving.guard import (
     MAX_JSON_DEPTH,
     QuietClientErrors,
     Refused,
+    RequestGuard,
+    Unavailable,
     check_content_type,
     check_json,
 )
@@ -158,3 +163,104 @@ def test_client_errors_are_dropped_from_bentomls_log_and_server_errors_kept() ->
     assert quiet.filter(_record(InternalServerError("boom")))
     assert quiet.filter(_record(RuntimeError("boom")))
     assert quiet.filter(_record(None))
+
+
+class _Answered:
+    """Drive a RequestGuard whose app behind must not be reached for answered routes."""
+
+    def __init__(self, answer: Any) -> None:
+        async def behind(scope: Any, receive: Any, send: Any) -> None:
+            raise AssertionError("an answered route reached the app behind")
+
+        self.guard = RequestGuard(
+            behind,
+            routes=["/predict"],
+            max_body_bytes=1024,
+            docs_path="/docs.json",
+            answers={"/predict": answer},
+        )
+
+    def post(self, body: bytes) -> tuple[int, dict[bytes, bytes], Any]:
+        sent: list[dict[str, Any]] = []
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/predict",
+            "headers": [(b"content-type", b"application/json")],
+        }
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        async def send(message: MutableMapping[str, Any]) -> None:
+            sent.append(dict(message))
+
+        asyncio.run(self.guard(scope, receive, send))
+        start, end = sent
+        return start["status"], dict(start["headers"]), json.loads(end["body"])
+
+
+def test_an_answered_route_gets_the_answers_body_from_the_parsed_json() -> None:
+    seen: list[Any] = []
+
+    async def answer(value: Any) -> bytes:
+        seen.append(value)
+        return json.dumps({"echo": value}).encode()
+
+    status, headers, body = _Answered(answer).post(b'{"a": [1, 2.5, null]}')
+    assert (status, body) == (200, {"echo": {"a": [1, 2.5, None]}})
+    assert seen == [{"a": [1, 2.5, None]}]
+    assert headers[b"content-length"] == str(len(json.dumps(body))).encode()
+
+
+def test_a_malformed_body_never_reaches_the_answer() -> None:
+    async def answer(value: Any) -> bytes:
+        raise AssertionError("reached")
+
+    status, _, body = _Answered(answer).post(b'{"a": ')
+    assert status == 400 and body["detail"][0]["type"] == "json_invalid"
+
+
+def test_an_answer_refusing_is_a_bounded_4xx_with_every_problem() -> None:
+    class Row(BaseModel):
+        model_config = ConfigDict(extra="forbid")
+        a: int
+        b: int
+
+    async def answer(value: Any) -> bytes:
+        try:
+            Row.model_validate(value)
+        except ValidationError as err:
+            summary, problems = problems_from_validation(err, ("root",))
+            raise Refused(400, *problems, summary=summary) from None
+        return b"{}"
+
+    status, _, body = _Answered(answer).post(b'{"a": "x", "c": 1}')
+    assert status == 400
+    assert body["error"] == "3 invalid field(s)"
+    assert [d["loc"] for d in body["detail"]] == [["root", "a"], ["root", "b"], ["root", "c"]]
+    assert all("input" not in d for d in body["detail"])
+
+
+def test_an_unavailable_answer_is_a_503_saying_when_to_retry() -> None:
+    async def answer(value: Any) -> bytes:
+        raise Unavailable("queued too long")
+
+    status, headers, body = _Answered(answer).post(b"{}")
+    assert status == 503
+    assert headers[b"retry-after"] == b"1"
+    assert body == {"error": "service unavailable: queued too long"}
+
+
+def test_a_failing_answer_is_a_500_without_detail_and_logged_whole(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def answer(value: Any) -> bytes:
+        raise RuntimeError("secret internals")
+
+    with caplog.at_level(logging.ERROR, logger="loopline.guard"):
+        status, _, body = _Answered(answer).post(b"{}")
+    assert status == 500
+    assert "secret" not in json.dumps(body)
+    (record,) = caplog.records
+    assert record.exc_info is not None and "secret internals" in str(record.exc_info[1])

@@ -211,27 +211,22 @@ def test_no_fault_is_injected_by_default(service: ModuleType) -> None:
     assert service.FaultInjection.from_settings(settings) is None
 
 
-def test_an_injected_error_is_a_500_naming_its_setting(service: ModuleType) -> None:
-    from bentoml.exceptions import InternalServerError
-
+def test_an_injected_error_is_a_server_error_naming_its_setting(service: ModuleType) -> None:
     settings = service.SETTINGS.model_copy(update={"fault_error_ratio": 1.0})
     faults = service.FaultInjection.from_settings(settings)
     assert faults == service.FaultInjection(error_ratio=1.0, delay_ms=0.0)
-    with pytest.raises(InternalServerError) as caught:
+    with pytest.raises(service.InjectedFault) as caught:
         asyncio.run(faults.inject())
-    assert caught.value.error_code == 500
     assert str(caught.value) == "injected fault (LOOPLINE_SERVING__FAULT_ERROR_RATIO=1.0)"
 
 
 def test_a_partial_error_ratio_fails_some_requests_not_all(service: ModuleType) -> None:
-    from bentoml.exceptions import InternalServerError
-
     faults = service.FaultInjection(error_ratio=0.5, delay_ms=0.0)
 
     async def failed() -> bool:
         try:
             await faults.inject()
-        except InternalServerError:
+        except service.InjectedFault:
             return True
         return False
 

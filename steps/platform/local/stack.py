@@ -3,8 +3,8 @@ router.
 
 ``up`` starts every part that is not running as the desired state asks (a part whose command
 changed is restarted), applies the weights over HAProxy's admin socket and reloads Prometheus'
-configuration; ``down`` stops them all. Parts: one ``bentoml serve`` per track that serves a
-release, HAProxy (the route), Prometheus and Locust (when ``stack.traffic_rps`` > 0).
+configuration; ``down`` stops them all. Parts: a BentoML worker per track (``serving.launch``)
+serving a release, HAProxy (the route), Prometheus and Locust (when ``stack.traffic_rps`` > 0).
 """
 
 from __future__ import annotations

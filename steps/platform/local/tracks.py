@@ -1,8 +1,9 @@
-"""A track of the local stack: a real ``bentoml serve`` of a release's bento archive.
+"""A track of the local stack: a real BentoML server of a release's bento archive.
 
 As a cluster pulls an image, the stack fetches the release's exported bento from the artifact
 store (``file://`` or ``s3://``), imports it into the stack's own BentoML home and serves it by
-tag. ``bentoml serve`` outside a container does not apply the bento's ``envs``, so they are set
+tag, one worker in one process (:mod:`serving.launch`). A bento served outside a container
+does not get the bento's ``envs`` applied, so they are set
 here, as the image would, plus where the inference log goes (where the drift monitor reads it),
 and, on the canary track only, the drill faults of ``LOOPLINE_STACK__CANARY_FAULT_*``.
 """
@@ -91,8 +92,11 @@ def fetch_bento(settings: Settings, paths: StackPaths, release: Release) -> Bent
 def serve_command(
     settings: Settings, paths: StackPaths, track: Track, bento: Bento
 ) -> tuple[list[str], dict[str, str]]:
-    """The ``bentoml serve`` argv serving ``bento`` on ``track``'s port, and the variables it
-    sets on top of the inherited environment (see :func:`environment`)."""
+    """The argv serving ``bento`` on ``track``'s port, and the variables it sets on top of the
+    inherited environment (see :func:`environment`).
+
+    One worker in one process (:mod:`serving.launch`), as a pod runs it.
+    """
     stack = settings.stack
     own = {
         **bento.envs,
@@ -111,8 +115,7 @@ def serve_command(
     argv = [
         sys.executable,
         "-m",
-        "bentoml",
-        "serve",
+        "serving.launch",
         bento.tag,
         "--host",
         stack.host,

@@ -8,7 +8,6 @@ Two versions of the churn model are trained, gated, registered and built into a 
 from __future__ import annotations
 
 import collections
-import os
 import socket
 import time
 from collections.abc import Iterator
@@ -177,11 +176,11 @@ def test_the_route_splits_traffic_as_weighted_prometheus_sees_both_tracks_and_do
     # And stack down leaves no process of any part, nor any child of theirs.
     pids = _group_pids(platform)
     assert len(pids) >= 4
-    # (BentoML's workers run in process groups of their own: they are counted too)
+    # A track is one process, BentoML's worker itself (serving.launch), as in a pod.
     track = processes.read_pid_file(platform.paths.pid_file("stable"))
     assert track is not None
-    workers = [pid for pid in processes.group_members(track.pid) if os.getpgid(pid) != track.pid]
-    assert workers, "a track's worker processes were not found"
+    assert b"serving.launch" in Path(f"/proc/{track.pid}/cmdline").read_bytes()
+    assert processes.group_members(track.pid) == [track.pid]
     assert set(platform.down()) == {"stable", "canary", "router", "prometheus"}
     assert [pid for pid in pids if processes.is_alive(pid)] == []
     assert all(row.up is False for row in platform.status())
