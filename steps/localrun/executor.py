@@ -169,6 +169,8 @@ class _Run:
             "workflow.uid": self.record.uid,
             "workflow.namespace": workflow.namespace,
             "workflow.creationTimestamp": self.record.started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            # A CronWorkflow runs once, now: now is its scheduled time.
+            "workflow.scheduledTime": self.record.started.strftime("%Y-%m-%dT%H:%M:%SZ"),
             **{f"workflow.parameters.{key}": value for key, value in values.items()},
         }
         workers = min(options.parallelism, workflow.parallelism or options.parallelism)
@@ -208,8 +210,12 @@ class _Run:
             self.child_pool.shutdown(wait=True)
         self.record.phase = root.phase
         failed = self.record.failed_nodes()
-        self.record.message = root.message or (
-            f"{failed[0].display_name}: {failed[0].message}" if failed else ""
+        # A run that succeeded has no failure to report, even if a node was allowed to fail.
+        self.record.message = (
+            ""
+            if root.phase == "Succeeded"
+            else root.message
+            or (f"{failed[0].display_name}: {failed[0].message}" if failed else "")
         )
         self.record.finished = now()
         self.record.duration_s = round(
@@ -317,10 +323,11 @@ class _Run:
         running: dict[Future[NodeRecord], str] = {}
         pending = list(tasks)
         limit = template.parallelism
+        failing: tuple[str, str] | None = None  # (leaf task, phase) once failFast stops the DAG
         while pending or running:
             for name in list(pending):
                 task = tasks[name]
-                if self.aborted() or (limit and len(running) >= limit):
+                if failing or self.aborted() or (limit and len(running) >= limit):
                     break
                 if task.depends and not task.depends.tasks <= outcomes.keys():
                     continue
@@ -331,6 +338,8 @@ class _Run:
                 else:
                     records[name] = started
                     outcomes[name] = self.outcome(task, started)
+            if template.fail_fast and failing is None:
+                failing = failing_branch(template.tasks, outcomes)
             if not running:
                 break
             done, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -338,6 +347,12 @@ class _Run:
                 name = running.pop(future)
                 records[name] = future.result()
                 outcomes[name] = self.outcome(tasks[name], records[name])
+            if template.fail_fast and failing is None:
+                failing = failing_branch(template.tasks, outcomes)
+        if failing is not None:
+            leaf, phase = failing
+            never = f"; not started: {', '.join(pending)}" if pending else ""
+            return phase, f"failFast: task {leaf!r} ended {phase}{never}"
         if pending:
             return "Failed", f"not started: {', '.join(pending)} ({self.abort_reason()})"
         return assess_dag(template.tasks, outcomes), ""
@@ -367,7 +382,7 @@ class _Run:
             return self.new_node(
                 name, display, called, "Omitted", "omitted: depends condition not met"
             )
-        scope = {**self.scope(inputs), **task_scope(records)}
+        scope = {**self.scope(inputs), **task_scope(records, self.workflow.templates)}
         try:
             # `when` first, as Argo does: a skipped task's arguments may name outputs of tasks
             # that were themselves skipped, and are never resolved.
@@ -375,12 +390,28 @@ class _Run:
             if condition and not evaluate_when(condition):
                 message = f"when '{condition}' evaluated false"
                 return self.new_node(name, display, called, "Skipped", message)
-            given = {p.name: substitute(p.value or p.default or "", scope) for p in task.parameters}
+            given = self.task_arguments(task, called, scope)
             artifacts = {a.name: self.artifact_uri(a.source, a.key, scope) for a in task.artifacts}
         except (UnresolvedReferenceError, ExpressionError) as err:
             return self.new_node(name, display, called, "Error", f"task {task.name!r}: {err}")
         pool = self.dag_pool if called.kind == "dag" else self.pod_pool
         return pool.submit(self.run_template, called, name, display, given, artifacts)
+
+    @staticmethod
+    def task_arguments(task: DagTask, called: Template, scope: Mapping[str, str]) -> dict[str, str]:
+        """A task's parameter arguments; one naming outputs of a task that did not run is left
+        to the called template's input default, as Argo does (an error without one)."""
+        defaults = {p.name for p in called.inputs if p.given is not None}
+        given: dict[str, str] = {}
+        for parameter in task.parameters:
+            try:
+                given[parameter.name] = substitute(
+                    parameter.value or parameter.default or "", scope
+                )
+            except UnresolvedReferenceError:
+                if parameter.name not in defaults:
+                    raise
+        return given
 
     def artifact_uri(self, source: str | None, key: str | None, scope: Mapping[str, str]) -> str:
         if source is not None:
@@ -427,11 +458,23 @@ class _Run:
             )
 
 
-def task_scope(records: Mapping[str, NodeRecord]) -> dict[str, str]:
-    """The ``tasks.T.*`` values of the tasks that finished (skipped tasks have only a status)."""
+def task_scope(
+    records: Mapping[str, NodeRecord], templates: Mapping[str, Template]
+) -> dict[str, str]:
+    """The ``tasks.T.*`` values of the tasks that finished.
+
+    A task that did not run (Skipped, Omitted) has its status, and the output parameters its
+    template gives a ``valueFrom.default``, as Argo resolves them.
+    """
     scope: dict[str, str] = {}
     for name, node in records.items():
         scope[f"tasks.{name}.status"] = node.phase
+        if node.phase in ("Skipped", "Omitted"):
+            for output in templates[node.template].outputs:
+                if output.default is not None:
+                    scope[f"tasks.{name}.outputs.parameters.{output.name}"] = output.default
+        if node.exit_code is not None:
+            scope[f"tasks.{name}.exitCode"] = str(node.exit_code)
         for key, value in node.outputs.parameters.items():
             scope[f"tasks.{name}.outputs.parameters.{key}"] = value
         for key, value in node.outputs.artifacts.items():
@@ -442,12 +485,23 @@ def task_scope(records: Mapping[str, NodeRecord]) -> dict[str, str]:
 
 
 def assess_dag(tasks: tuple[DagTask, ...], outcomes: Mapping[str, TaskOutcome]) -> str:
-    """Return a finished DAG's phase the way Argo assesses it.
+    """Return a finished DAG's phase the way Argo assesses it: the phase of the first failing
+    branch (see :func:`failing_branch`), else Succeeded."""
+    failing = failing_branch(tasks, outcomes)
+    return failing[1] if failing else "Succeeded"
+
+
+def failing_branch(
+    tasks: tuple[DagTask, ...], outcomes: Mapping[str, TaskOutcome]
+) -> tuple[str, str] | None:
+    """Return the first leaf task (one nothing depends on) whose branch failed, and its phase.
 
     Each task's branch phase is its own phase when it ran (Succeeded, Failed, Error), else the
-    branch phases of its dependencies (a root starts Succeeded). The DAG takes the first Failed
-    or Error branch phase of a leaf task (one nothing depends on) whose ``continueOn`` does not
-    cover it; otherwise it Succeeded.
+    branch phases of its dependencies (a root starts Succeeded). A leaf's branch fails with a
+    Failed or Error branch phase that its ``continueOn`` does not cover. Only finished leaves
+    count, so a running DAG can be judged too: with ``failFast`` (Argo's default) the first
+    failing branch stops the DAG from starting anything else, while a failure that a dependent
+    task handles (``depends: C.Failed``) fails no branch.
     """
     by_name = {task.name: task for task in tasks}
     dependencies = {
@@ -468,12 +522,12 @@ def assess_dag(tasks: tuple[DagTask, ...], outcomes: Mapping[str, TaskOutcome]) 
 
     depended_on = set().union(*dependencies.values())
     for task in tasks:
-        if task.name in depended_on:
+        if task.name in depended_on or task.name not in outcomes:
             continue
         for phase in sorted(phases(task.name)):
             allowed = (phase == "Failed" and by_name[task.name].continue_on_failed) or (
                 phase == "Error" and by_name[task.name].continue_on_error
             )
             if phase in _FAILED and not allowed:
-                return phase
-    return "Succeeded"
+                return task.name, phase
+    return None

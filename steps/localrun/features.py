@@ -180,7 +180,7 @@ FEATURES: tuple[Feature, ...] = (
     Feature("env", "valueFrom", R, "Secrets, ConfigMaps and field refs"),
     # --- dag ----------------------------------------------------------------------------------
     Feature("dag", "tasks", S),
-    Feature("dag", "failFast", IGN, "every branch runs to completion, as Argo's DAG assessment"),
+    Feature("dag", "failFast", S, "default true: once a leaf branch fails, nothing new starts"),
     Feature("dag", "target", R, "run the whole DAG"),
     Feature("dag task", "name", S),
     Feature("dag task", "template", S, "a template of the same workflow"),
@@ -188,7 +188,7 @@ FEATURES: tuple[Feature, ...] = (
     Feature("dag task", "depends", S, "A, A.Succeeded|Failed|Errored|Skipped|Omitted, && || ! ()"),
     Feature("dag task", "dependencies", S, "legacy list, same as A && B"),
     Feature("dag task", "when", S, "== != < > <= >= =~ !~ && || ! (), no Python eval"),
-    Feature("dag task", "continueOn", S, "failed / error"),
+    Feature("dag task", "continueOn", S, "failed / error; not in a DAG using depends (Argo)"),
     Feature("dag task", "withItems", R, _FAN_OUT),
     Feature("dag task", "withParam", R, _FAN_OUT),
     Feature("dag task", "withSequence", R, _FAN_OUT),
@@ -257,7 +257,7 @@ FEATURES: tuple[Feature, ...] = (
         S,
         "Always, OnFailure, OnError; default OnFailure, Always with an expression",
     ),
-    Feature("retryStrategy", "backoff", S, "duration, factor, maxDuration (--backoff-scale)"),
+    Feature("retryStrategy", "backoff", S, "duration, factor, maxDuration, cap (--backoff-scale)"),
     Feature("retryStrategy", "affinity", IGN, _CLUSTER),
     Feature(
         "retryStrategy",
@@ -269,7 +269,7 @@ FEATURES: tuple[Feature, ...] = (
     Feature("backoff", "duration", S, "Go duration or seconds"),
     Feature("backoff", "factor", S),
     Feature("backoff", "maxDuration", S, "no retry starts later than this after the first"),
-    Feature("backoff", "cap", R, "deprecated; use maxDuration"),
+    Feature("backoff", "cap", S, "deprecated in Argo, still applied: no wait longer than cap"),
     # --- resource -----------------------------------------------------------------------------
     Feature("resource", "action", S, "create only"),
     Feature("resource", "manifest", S, "a Workflow with workflowTemplateRef: run as a child"),

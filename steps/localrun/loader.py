@@ -151,7 +151,7 @@ class _Loader:
                 raise self.doc.error(
                     (*path, str(key)),
                     f"{key!r} is not supported by the local runner ({feature.note}); "
-                    "`loopline run --features` lists what is",
+                    "`loopline run --features` lists what is supported",
                 )
             if feature.support is Support.SUPPORTED:
                 kept[str(key)] = item
@@ -415,6 +415,11 @@ class _Loader:
             active_deadline=self.text(data, path, "activeDeadlineSeconds"),
             timeout=self.text(data, path, "timeout"),
             parallelism=self.positive_int(data, path, "parallelism"),
+            fail_fast=self.boolean(
+                self.mapping(data["dag"], (*path, "dag"), "dag"), (*path, "dag"), "failFast", True
+            )
+            if kind == "dag"
+            else True,
             line=self.doc.line(path),
         )
         if kind in ("dag", "resource") and template.output_artifacts:
@@ -446,6 +451,13 @@ class _Loader:
             data = self.mapping(raw, item_path, "output parameter")
             name = self.required_text(data, item_path, "name")
             if kind == "dag":
+                source = data.get("valueFrom")
+                if isinstance(source, dict) and "expression" in source:
+                    raise self.doc.error(
+                        (*item_path, "valueFrom", "expression"),
+                        "valueFrom.expression (an expr-lang expression) is not supported, and "
+                        "outputs of dag templates are not supported",
+                    )
                 raise self.doc.error(item_path, "outputs of dag templates are not supported")
             if "valueFrom" not in data:
                 raise self.doc.error(item_path, f"output parameter {name!r} needs valueFrom")
@@ -496,7 +508,9 @@ class _Loader:
     def dag(self, raw: Any, path: FieldPath) -> tuple[DagTask, ...]:
         data = self.mapping(raw, path, "dag")
         tasks: dict[str, DagTask] = {}
-        for index, raw_task in enumerate(self.sequence(data.get("tasks"), (*path, "tasks"))):
+        raw_tasks = self.sequence(data.get("tasks"), (*path, "tasks"))
+        self.check_depends_rules(raw_tasks, (*path, "tasks"))
+        for index, raw_task in enumerate(raw_tasks):
             task = self.task(raw_task, (*path, "tasks", index))
             if task.name in tasks:
                 raise self.doc.error(
@@ -524,11 +538,34 @@ class _Loader:
             raise self.doc.error(path, f"the dag's dependencies form a cycle: {' -> '.join(cycle)}")
         return tuple(tasks.values())
 
+    def check_depends_rules(self, raw_tasks: list[Any], path: FieldPath) -> None:
+        """Argo's submit-time rules for a DAG using ``depends`` (what ``argo lint`` refuses)."""
+        tasks = [task if isinstance(task, dict) else {} for task in raw_tasks]
+        if not any("depends" in task for task in tasks):
+            return
+        for index, task in enumerate(tasks):
+            if "dependencies" in task:
+                raise self.doc.error(
+                    (*path, index, "dependencies"),
+                    "a DAG cannot use both 'depends' and 'dependencies' (Argo refuses it at "
+                    "submit); write every task's dependencies as depends",
+                )
+            if "continueOn" in task:
+                raise self.doc.error(
+                    (*path, index, "continueOn"),
+                    "a DAG using 'depends' cannot use 'continueOn' (Argo refuses it at submit); "
+                    "depend on 'TASK.Failed' or 'TASK.Errored' instead",
+                )
+
+    def boolean(self, data: dict[str, Any], path: FieldPath, key: str, default: bool) -> bool:
+        value = data.get(key, default)
+        if not isinstance(value, bool):
+            raise self.doc.error((*path, key), f"expected true or false, got {value!r}")
+        return value
+
     def task(self, raw: Any, path: FieldPath) -> DagTask:
         data = self.mapping(raw, path, "dag task")
         name = self.required_text(data, path, "name")
-        if "depends" in data and "dependencies" in data:
-            raise self.doc.error(path, "use either depends or dependencies, not both")
         depends: DependsExpr | None = None
         try:
             if "depends" in data:
@@ -635,10 +672,12 @@ class _Loader:
                 duration=self.text(values, backoff_path, "duration"),
                 factor=self.text(values, backoff_path, "factor"),
                 max_duration=self.text(values, backoff_path, "maxDuration"),
+                cap=self.text(values, backoff_path, "cap"),
             )
             for key, value in (
                 ("duration", backoff.duration),
                 ("maxDuration", backoff.max_duration),
+                ("cap", backoff.cap),
             ):
                 if value and "{{" not in value:
                     self.literal_duration(value, (*backoff_path, key))

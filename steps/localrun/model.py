@@ -74,6 +74,7 @@ class Backoff:
     duration: str | None = None
     factor: str | None = None
     max_duration: str | None = None
+    cap: str | None = None  # deprecated in Argo, still applied: no single wait is longer
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,7 @@ class Template:
     active_deadline: str | None = None  # seconds, possibly templated
     timeout: str | None = None  # a duration, possibly templated
     parallelism: int | None = None
+    fail_fast: bool = True  # a DAG's failFast: Argo's default is true
     line: int = 0
 
 

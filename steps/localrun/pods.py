@@ -122,7 +122,9 @@ class PodRunner:
             return 0.0
         duration = _seconds(retry.backoff.duration, scope, "backoff.duration") or 0.0
         factor = float(substitute(retry.backoff.factor, scope)) if retry.backoff.factor else 1.0
-        return duration * factor**failures_before * self.backoff_scale
+        wait = duration * factor**failures_before
+        cap = _seconds(retry.backoff.cap, scope, "backoff.cap")
+        return (wait if cap is None else min(wait, cap)) * self.backoff_scale
 
     def attempt(
         self,

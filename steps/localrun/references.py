@@ -16,12 +16,19 @@ from steps.localrun.model import DagTask, Parameter, Template
 from steps.localrun.source import Document, FieldPath
 
 _SUPPORTED_REFERENCES = (
-    "the runner resolves workflow.parameters.X, workflow.name/uid/namespace/creationTimestamp, "
-    "inputs.parameters.X, retries, and in dag tasks tasks.T.outputs.parameters.X, "
-    "tasks.T.outputs.result, tasks.T.outputs.artifacts.X, tasks.T.status"
+    "the runner resolves workflow.parameters.X, "
+    "workflow.name/uid/namespace/creationTimestamp/scheduledTime, inputs.parameters.X, retries, "
+    "and in dag tasks tasks.T.outputs.parameters.X, tasks.T.outputs.result, "
+    "tasks.T.outputs.artifacts.X, tasks.T.status, tasks.T.exitCode"
 )
 WORKFLOW_VARIABLES = frozenset(
-    {"workflow.name", "workflow.uid", "workflow.namespace", "workflow.creationTimestamp"}
+    {
+        "workflow.name",
+        "workflow.uid",
+        "workflow.namespace",
+        "workflow.creationTimestamp",
+        "workflow.scheduledTime",
+    }
 )
 
 
@@ -231,6 +238,12 @@ class ReferenceChecker:
         called = templates[tasks[target].template]
         if what == "status":
             return None
+        if what == "exitCode":
+            return (
+                None
+                if called.kind in ("container", "script")
+                else f"{{{{{name}}}}}: a {called.kind} template has no exit code"
+            )
         if what == "outputs.result":
             return (
                 None

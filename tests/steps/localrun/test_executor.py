@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
 
 from steps.core.errors import WorkflowError
+from steps.localrun.model import Backoff, RetryStrategy
+from steps.localrun.pods import PodRunner
 from steps.localrun.record import read_record
 from tests.steps.localrun.conftest import RunYaml
 
@@ -69,12 +73,15 @@ EXIT_OK_TASK = """
 """
 
 
-def dag(tasks: str, *templates: str, arguments: str = "") -> str:
+def dag(tasks: str, *templates: str, arguments: str = "", fail_fast: bool | None = None) -> str:
+    option = "" if fail_fast is None else f"        failFast: {str(fail_fast).lower()}\n"
     return (
         HEADER
         + "  entrypoint: main\n"
         + arguments
-        + "  templates:\n    - name: main\n      dag:\n        tasks:\n"
+        + "  templates:\n    - name: main\n      dag:\n"
+        + option
+        + "        tasks:\n"
         + tasks
         + "".join(templates)
     )
@@ -229,6 +236,7 @@ def test_failed_branch_runs_the_failure_handler_and_omits_the_rest(run_yaml: Run
             arguments: {parameters: [{name: code, value: "0"}]}
 """,
             EXIT,
+            fail_fast=False,  # the deploy leaf fails its branch; run every branch anyway
         )
     )
     assert record.node("train").phase == "Failed"
@@ -618,3 +626,209 @@ def test_a_false_when_skips_before_arguments_naming_skipped_outputs_are_resolved
     assert record.phase == "Succeeded"
     ran = run_yaml(dag(GATED_CHAIN, SHOUT, arguments=PARAMS), {"word": "go"})
     assert ran.node("second").outputs.parameters["loud"] == "ONE!!"  # shouted twice
+
+
+# Argo's examples/dag-disable-failFast.yaml, with sleeps shortened: C fails while B still runs.
+FAIL_FAST_FLOW = """
+          - name: A
+            template: exit
+            arguments: {parameters: [{name: code, value: "0"}]}
+          - name: B
+            depends: A
+            template: slow
+          - name: C
+            depends: A
+            template: exit
+            arguments: {parameters: [{name: code, value: "2"}]}
+          - name: D
+            depends: B
+            template: exit
+            arguments: {parameters: [{name: code, value: "0"}]}
+          - name: E
+            depends: D
+            template: exit
+            arguments: {parameters: [{name: code, value: "0"}]}
+"""
+SLOW = """
+    - name: slow
+      script:
+        image: python:3.11
+        command: [python]
+        source: import time; time.sleep(1.5)
+"""
+
+
+def test_by_default_a_failed_branch_stops_new_tasks_and_running_ones_finish(
+    run_yaml: RunYaml,
+) -> None:
+    record = run_yaml(dag(FAIL_FAST_FLOW, EXIT, SLOW))
+
+    phases = {n.display_name: n.phase for n in record.nodes}
+    assert phases == {"main": "Failed", "A": "Succeeded", "B": "Succeeded", "C": "Failed"}
+    assert record.node("main").message == "failFast: task 'C' ended Failed; not started: D, E"
+    assert record.phase == "Failed"
+
+
+def test_fail_fast_false_runs_every_branch_to_completion(run_yaml: RunYaml) -> None:
+    record = run_yaml(dag(FAIL_FAST_FLOW, EXIT, SLOW, fail_fast=False))
+
+    phases = {n.display_name: n.phase for n in record.nodes}
+    assert phases["D"] == phases["E"] == "Succeeded"
+    assert phases["C"] == "Failed"
+    assert record.phase == "Failed"  # the C branch still fails the DAG at the end
+
+
+def test_a_failure_a_dependent_handles_does_not_stop_the_dag(run_yaml: RunYaml) -> None:
+    # examples/dag-enhanced-depends.yaml: C fails, but no leaf's branch does.
+    record = run_yaml(
+        dag(
+            """
+          - name: A
+            template: exit
+            arguments: {parameters: [{name: code, value: "0"}]}
+          - name: C
+            depends: A
+            template: exit
+            arguments: {parameters: [{name: code, value: "1"}]}
+          - name: handle
+            depends: "A && (C.Succeeded || C.Failed)"
+            template: slow
+          - name: after
+            depends: handle
+            template: exit
+            arguments: {parameters: [{name: code, value: "0"}]}
+""",
+            EXIT,
+            SLOW,
+        )
+    )
+    phases = {n.display_name: n.phase for n in record.nodes}
+    assert phases["handle"] == phases["after"] == "Succeeded"
+    assert record.phase == "Succeeded"
+    assert record.message == ""  # the run succeeded: C's failure is not its message
+
+
+ECHO = """
+    - name: echo
+      inputs:
+        parameters:
+          - name: text
+      script:
+        image: python:3.11
+        command: [python]
+        source: print("{{inputs.parameters.text}}")
+"""
+
+
+def test_a_task_reads_the_exit_code_of_a_task_it_depends_on(run_yaml: RunYaml) -> None:
+    record = run_yaml(
+        dag(
+            """
+          - name: check
+            template: exit
+            arguments: {parameters: [{name: code, value: "3"}]}
+          - name: report
+            depends: check.Failed
+            template: echo
+            arguments: {parameters: [{name: text, value: "check exited {{tasks.check.exitCode}}"}]}
+""",
+            EXIT,
+            ECHO,
+            fail_fast=False,
+        )
+    )
+    assert record.node("report").outputs.result == "check exited 3"
+
+
+def test_a_cron_workflow_runs_now_and_now_is_its_scheduled_time(run_yaml: RunYaml) -> None:
+    cron = """
+apiVersion: argoproj.io/v1alpha1
+kind: CronWorkflow
+metadata:
+  name: nightly
+spec:
+  schedules: ["0 2 * * *"]
+  workflowSpec:
+    entrypoint: main
+    templates:
+      - name: main
+        dag:
+          tasks:
+            - name: stamp
+              template: echo
+              arguments:
+                parameters:
+                  - name: text
+                    value: "{{workflow.scheduledTime}} {{workflow.creationTimestamp}}"
+""" + ECHO.replace("\n    ", "\n      ")
+    record = run_yaml(cron)
+
+    scheduled, created = (record.node("stamp").outputs.result or "").split()
+    assert scheduled == created == record.started.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_backoff_cap_bounds_every_wait_as_argo_still_applies_it() -> None:
+    runner = PodRunner(
+        store=cast(Any, None),
+        cancel=threading.Event(),
+        workflow_deadline=None,
+        backoff_scale=1.0,
+        run_name="r",
+        shared_env={},
+    )
+    capped = RetryStrategy(limit="5", backoff=Backoff(duration="10s", factor="2", cap="25s"))
+    assert [runner.backoff_s(capped, n, {}) for n in range(4)] == [10, 20, 25, 25]
+    uncapped = RetryStrategy(limit="5", backoff=Backoff(duration="10s", factor="2"))
+    assert runner.backoff_s(uncapped, 3, {}) == 80
+
+
+def test_outputs_of_a_skipped_task_fall_back_to_their_defaults(run_yaml: RunYaml) -> None:
+    # Argo's skipped-output-defaults: the producer's valueFrom.default, else the input's default.
+    record = run_yaml(
+        dag(
+            """
+          - name: producer
+            when: "'run' == 'skip'"
+            template: produce
+          - name: consumer
+            depends: producer
+            template: echo
+            arguments:
+              parameters:
+                - name: text
+                  value: "consumer got: [{{tasks.producer.outputs.parameters.msg}}]"
+          - name: fallback
+            depends: producer
+            template: echo-or-default
+            arguments:
+              parameters: [{name: text, value: "{{tasks.producer.outputs.parameters.other}}"}]
+""",
+            ECHO,
+            """
+    - name: produce
+      outputs:
+        parameters:
+          - name: msg
+            valueFrom: {path: /tmp/msg, default: hello-from-producer}
+          - name: other
+            valueFrom: {path: /tmp/other}
+      script:
+        image: python:3.11
+        command: [python]
+        source: print("never runs")
+    - name: echo-or-default
+      inputs:
+        parameters:
+          - name: text
+            default: fallback-from-input
+      script:
+        image: python:3.11
+        command: [python]
+        source: print("{{inputs.parameters.text}}")
+""",
+        )
+    )
+    assert record.node("producer").phase == "Skipped"
+    assert record.node("consumer").outputs.result == "consumer got: [hello-from-producer]"
+    assert record.node("fallback").outputs.result == "fallback-from-input"
+    assert record.phase == "Succeeded"

@@ -76,7 +76,6 @@ def test_ignored_cluster_fields_load_and_the_typed_model_holds_the_rest(
         ("        command: [python", "        volumeMounts: []", "container.volumeMounts"),
         ("        command: [python", "        lifecycle: {}", "container.lifecycle"),
         ("        command: [python", "        colour: blue", "container.colour"),
-        ("    - name: step", "      retryStrategy: {limit: 1, backoff: {cap: 1s}}", "cap"),
     ],
 )
 def test_unsupported_fields_fail_at_load_naming_field_and_line(
@@ -361,3 +360,80 @@ def test_env_from_config_maps_is_ignored_locally(write_yaml: WriteYaml) -> None:
     workflow = load_workflow(write_yaml(text))
     assert workflow.templates["step"].process is not None
     assert workflow.templates["step"].process.env == ()
+
+
+TWO_TASKS = (
+    "          - name: a\n            template: step\n{a_extra}"
+    "          - name: b\n            template: step\n{b_extra}"
+)
+
+
+@pytest.mark.parametrize(
+    ("a_extra", "b_extra", "needle", "expected"),
+    [
+        (
+            "            continueOn: {failed: true}\n",
+            "            depends: a\n",
+            "continueOn",
+            "a DAG using 'depends' cannot use 'continueOn'",
+        ),
+        (
+            "            dependencies: []\n",
+            "            depends: a\n",
+            "dependencies",
+            "a DAG cannot use both 'depends' and 'dependencies'",
+        ),
+    ],
+    ids=["continueOn-with-depends", "depends-and-dependencies"],
+)
+def test_what_argo_refuses_at_submit_is_refused_at_load(
+    write_yaml: WriteYaml, a_extra: str, b_extra: str, needle: str, expected: str
+) -> None:
+    tasks = TWO_TASKS.format(a_extra=a_extra, b_extra=b_extra)
+    path = write_yaml(BASE.replace("          - name: a\n            template: step\n", tasks, 1))
+    with pytest.raises(WorkflowError) as caught:
+        load_workflow(path)
+    assert expected in str(caught.value)
+    assert f"{path}:{line_of(path, needle)}:" in str(caught.value)
+
+
+def test_continue_on_with_the_legacy_dependencies_list_still_loads(write_yaml: WriteYaml) -> None:
+    tasks = TWO_TASKS.format(
+        a_extra="            continueOn: {failed: true}\n",
+        b_extra="            dependencies: [a]\n",
+    )
+    path = write_yaml(BASE.replace("          - name: a\n            template: step\n", tasks, 1))
+    (main,) = [t for t in load_workflow(path).templates.values() if t.kind == "dag"]
+    assert [task.continue_on_failed for task in main.tasks] == [True, False]
+    assert main.fail_fast is True
+
+
+def test_fail_fast_must_be_a_boolean(write_yaml: WriteYaml) -> None:
+    path = write_yaml(
+        BASE.replace("        tasks:", "        failFast: sometimes\n        tasks:", 1)
+    )
+    with pytest.raises(WorkflowError, match="expected true or false, got 'sometimes'") as caught:
+        load_workflow(path)
+    assert f"{path}:{line_of(path, 'failFast')}:" in str(caught.value)
+
+
+def test_a_dag_output_from_an_expression_is_refused_at_the_expression(
+    write_yaml: WriteYaml,
+) -> None:
+    # Argo's dag-conditional-parameters: the cause is the expr-lang expression.
+    outputs = (
+        "    - name: main\n      outputs:\n        parameters:\n          - name: stepresult\n"
+        "            valueFrom:\n              expression: \"tasks.a.status == 'Succeeded'\"\n"
+    )
+    path = write_yaml(BASE.replace("    - name: main\n", outputs, 1))
+    with pytest.raises(WorkflowError) as caught:
+        load_workflow(path)
+    assert "valueFrom.expression (an expr-lang expression) is not supported" in str(caught.value)
+    assert f"{path}:{line_of(path, 'expression:')}:" in str(caught.value)
+
+
+def test_a_refused_field_says_where_to_find_what_is_supported(write_yaml: WriteYaml) -> None:
+    path = write_yaml(BASE.replace("  entrypoint: main", "  entrypoint: main\n  hooks: {}", 1))
+    with pytest.raises(WorkflowError) as caught:
+        load_workflow(path)
+    assert str(caught.value).endswith("`loopline run --features` lists what is supported")
