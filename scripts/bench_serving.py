@@ -15,6 +15,7 @@ rates (200 and 1,000 req/s by default) and at the highest rate again with a seco
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import statistics
@@ -30,7 +31,7 @@ from rich.progress import Progress, TaskID
 from scripts.bench.errors import BenchError
 from scripts.bench.model import ModelRecipe, RequestPool, model_dir, reference_probabilities
 from scripts.bench.model import request_pool as make_request_pool
-from scripts.bench.pacer import run_paced
+from scripts.bench.pacer import paced_run
 from scripts.bench.plot import write_plot
 from scripts.bench.procfs import tree_memory
 from scripts.bench.results import (
@@ -198,13 +199,16 @@ def drive(
         progress.advance(task)
     top = max(load.rates_rps)
     progress.update(task, description=f"{server.plan.label}: {top:,.0f} req/s paced (pacer)")
-    check = run_paced(
-        url,
-        path,
-        bodies.read_bytes().splitlines(),
-        rate=top,
-        duration_s=load.rate_s,
-        connections=load.rate_connections,
+    check = asyncio.run(
+        paced_run(
+            "127.0.0.1",
+            server.plan.port,
+            path,
+            bodies.read_bytes().splitlines(),
+            rate=top,
+            duration_s=load.rate_s,
+            connections=load.rate_connections,
+        )
     )
     progress.advance(task)
     return steps, paced, FixedRateResult.from_pacer(check)

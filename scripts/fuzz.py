@@ -24,7 +24,7 @@ from typing import Annotated
 import typer
 
 from scripts.bench.servers import free_port
-from scripts.loadtest import _wait_ready
+from scripts.loadtest import wait_ready
 from steps.core.cli_support import console, new_app, reports_errors
 
 REPO = Path(__file__).resolve().parents[1]
@@ -109,7 +109,7 @@ def main(
     argv += ["--model-tag", model_tag] if model_tag else []
     server = subprocess.Popen(argv, cwd=REPO)
     try:
-        _wait_ready(url, server)
+        wait_ready(url, server)
         with tempfile.TemporaryDirectory() as scratch:
             result = fuzz(url, max_examples=max_examples, seed=seed, workdir=Path(scratch))
     finally:

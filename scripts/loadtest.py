@@ -13,7 +13,6 @@ import io
 import json
 import math
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,6 +25,7 @@ import typer
 from pydantic import BaseModel
 from rich.table import Table
 
+from scripts.bench.servers import free_port
 from steps.core.cli_support import console, new_app, reports_errors
 from steps.core.errors import ConfigError
 
@@ -87,13 +87,7 @@ def row_pool(seed: int, rows: int = POOL_ROWS) -> list[dict[str, Any]]:
     ]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _wait_ready(url: str, server: subprocess.Popen[bytes]) -> None:
+def wait_ready(url: str, server: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         if server.poll() is not None:
@@ -120,14 +114,14 @@ def main(
     out: Annotated[Path, typer.Option(help="JSON report")] = REPO / "reports" / "loadtest.json",
 ) -> None:
     """Serve the champion, run Locust for DURATION_S seconds, print and save the numbers."""
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
         [sys.executable, "-m", "scripts.serve", "--port", str(port), "--workers", str(workers)],
         cwd=REPO,
     )
     try:
-        _wait_ready(url, server)
+        wait_ready(url, server)
         with tempfile.TemporaryDirectory() as scratch:
             prefix = Path(scratch) / "locust"
             subprocess.run(

@@ -225,7 +225,7 @@ class RequestGuard:
         elif scope["path"] in self.routes and scope["method"] == "POST":
             await self._guard(scope, receive, send)
         elif scope["path"] == self.docs_path and scope["method"] == "GET":
-            await self.app(scope, receive, _DocumentErrors(send, self.routes))
+            await self.app(scope, receive, _document_errors(send, self.routes))
         else:
             await self.app(scope, receive, send)
 
@@ -240,7 +240,7 @@ class RequestGuard:
             value = check_json(body)
             answer = self.answers.get(scope["path"])
             if answer is None:
-                await self.app(scope, _replay(body, receive), _BoundClientErrors(scope, send))
+                await self.app(scope, _replay(body, receive), _bound_client_errors(scope, send))
                 return
             payload = await answer(value)
         except Refused as refused:
@@ -297,6 +297,7 @@ class RequestGuard:
         )
 
 
+_BODY_HEADERS = (b"content-length", b"content-type")
 SERVER_ERROR = "an unexpected error has occurred; the server log has the details"
 
 
@@ -307,12 +308,13 @@ def _server_error(message: str) -> bytes:
 async def _respond(
     send: Send, status: int, body: bytes, headers: Iterable[tuple[bytes, bytes]] = ()
 ) -> None:
+    """Send a whole JSON response; ``headers`` keep all but their own length and type."""
     await send(
         {
             "type": "http.response.start",
             "status": status,
             "headers": [
-                *headers,
+                *((k, v) for k, v in headers if k.lower() not in _BODY_HEADERS),
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
             ],
@@ -346,62 +348,58 @@ async def _refuse(
     logger.warning(
         "refused %s %s: %d %s", scope["method"], scope["path"], status, describe(problems)
     )
-    kept = [(k, v) for k, v in headers if k.lower() not in (b"content-length", b"content-type")]
-    await _respond(send, status, error_body(summary, problems), kept)
+    await _respond(send, status, error_body(summary, problems), headers)
 
 
-class _BoundClientErrors:
+class _HeldResponse:
+    """A ``send`` that holds a whole response whose status ``held`` accepts, then hands its start
+    message and body to ``rewrite``; other responses pass untouched."""
+
+    def __init__(
+        self,
+        send: Send,
+        held: Callable[[int], bool],
+        rewrite: Callable[[Message, bytes], Awaitable[None]],
+    ) -> None:
+        self._send = send
+        self._held = held
+        self._rewrite = rewrite
+        self._start: Message | None = None
+        self._chunks: list[bytes] = []
+
+    async def __call__(self, message: Message) -> None:
+        if message["type"] == "http.response.start" and self._held(message["status"]):
+            self._start = message
+            return
+        if self._start is None or message["type"] != "http.response.body":
+            await self._send(message)
+            return
+        self._chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            await self._rewrite(self._start, b"".join(self._chunks))
+
+
+def _bound_client_errors(scope: Scope, send: Send) -> Send:
     """A ``send`` that rewrites BentoML's 4xx answers into the bounded error body."""
 
-    def __init__(self, scope: Scope, send: Send) -> None:
-        self._scope = scope
-        self._send = send
-        self._start: Message | None = None
-        self._chunks: list[bytes] = []
+    async def rewrite(start: Message, body: bytes) -> None:
+        status: int = start["status"]
+        summary, problems = problems_from_response(status, body)
+        await _refuse(scope, send, status, summary, problems, start.get("headers", []))
 
-    async def __call__(self, message: Message) -> None:
-        if message["type"] == "http.response.start" and 400 <= message["status"] < 500:
-            self._start = message
-            return
-        if self._start is None or message["type"] != "http.response.body":
-            await self._send(message)
-            return
-        self._chunks.append(message.get("body", b""))
-        if message.get("more_body", False):
-            return
-        status: int = self._start["status"]
-        summary, problems = problems_from_response(status, b"".join(self._chunks))
-        headers = self._start.get("headers", [])
-        await _refuse(self._scope, self._send, status, summary, problems, headers)
+    return _HeldResponse(send, lambda status: 400 <= status < 500, rewrite)
 
 
-class _DocumentErrors:
+def _document_errors(send: Send, routes: Iterable[str]) -> Send:
     """A ``send`` that fills the client-error contract into the OpenAPI document."""
 
-    def __init__(self, send: Send, routes: Iterable[str]) -> None:
-        self._send = send
-        self._routes = routes
-        self._start: Message | None = None
-        self._chunks: list[bytes] = []
+    async def rewrite(start: Message, body: bytes) -> None:
+        document = document_client_errors(json.loads(body), routes)
+        await _respond(
+            send, start["status"], json.dumps(document).encode("utf-8"), start.get("headers", [])
+        )
 
-    async def __call__(self, message: Message) -> None:
-        if message["type"] == "http.response.start" and message["status"] == 200:
-            self._start = message
-            return
-        if self._start is None or message["type"] != "http.response.body":
-            await self._send(message)
-            return
-        self._chunks.append(message.get("body", b""))
-        if message.get("more_body", False):
-            return
-        document = document_client_errors(json.loads(b"".join(self._chunks)), self._routes)
-        body = json.dumps(document).encode("utf-8")
-        headers = [
-            (k, v) for k, v in self._start.get("headers", []) if k.lower() != b"content-length"
-        ]
-        headers.append((b"content-length", str(len(body)).encode()))
-        await self._send({**self._start, "headers": headers})
-        await self._send({"type": "http.response.body", "body": body})
+    return _HeldResponse(send, lambda status: status == 200, rewrite)
 
 
 class QuietClientErrors(logging.Filter):

@@ -40,7 +40,7 @@ import signal
 import threading
 import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, cast
@@ -216,13 +216,13 @@ class Loopline:
     @bentoml.api(route="/predict")  # type: ignore[untyped-decorator]  # _bentoml_sdk has no py.typed
     async def predict(self, row: Row, /) -> Prediction:  # type: ignore[valid-type]
         """Score one row."""
-        (prediction,) = await _unless_overloaded(self._score([row_values(row)]))
+        (prediction,) = await self._score([row_values(row)], ServiceUnavailable)
         return prediction
 
     @bentoml.api(route="/predict_batch")  # type: ignore[untyped-decorator]  # _bentoml_sdk has no py.typed
     async def predict_batch(self, rows: RowBatch, /) -> list[Prediction]:
         """Score a non-empty list of rows (at most LOOPLINE_SERVING__MAX_BATCH_ROWS)."""
-        return await _unless_overloaded(self._score([row_values(row) for row in rows]))
+        return await self._score([row_values(row) for row in rows], ServiceUnavailable)
 
     async def answer_predict(self, body: Any) -> bytes:
         """The JSON answer of ``/predict`` to a parsed body.
@@ -235,7 +235,7 @@ class Loopline:
             row = _ROW.validate_python({} if body is None else body)
         except ValidationError as err:
             raise _refused(err) from None
-        (prediction,) = await _or_unavailable(self._score([row_values(row)]))
+        (prediction,) = await self._score([row_values(row)], Unavailable)
         return prediction.__pydantic_serializer__.to_json(prediction)
 
     async def answer_predict_batch(self, body: Any) -> bytes:
@@ -244,7 +244,7 @@ class Loopline:
             rows = _ROW_BATCH.validate_python({} if body is None else body)
         except ValidationError as err:
             raise _refused(err, ("root",)) from None
-        predictions = await _or_unavailable(self._score([row_values(row) for row in rows]))
+        predictions = await self._score([row_values(row) for row in rows], Unavailable)
         return _PREDICTIONS.dump_json(predictions)
 
     @bentoml.api(route="/metadata")  # type: ignore[untyped-decorator]  # _bentoml_sdk has no py.typed
@@ -261,11 +261,17 @@ class Loopline:
         await self._batcher.close()
         self._log.close()
 
-    async def _score(self, rows: list[dict[str, Any]]) -> list[Prediction]:
+    async def _score(
+        self, rows: list[dict[str, Any]], unavailable: Callable[[str], Exception]
+    ) -> list[Prediction]:
+        """Score, log and answer ``rows``; an overloaded batcher raises ``unavailable``."""
         if FAULTS is not None:
             await FAULTS.inject()
         features = BUNDLE.spec.encode_rows(rows)
-        probabilities = await self._batcher.predict(features)
+        try:
+            probabilities = await self._batcher.predict(features)
+        except Overloaded as err:
+            raise unavailable(str(err)) from err
         timestamp_ms = time.time_ns() // 1_000_000
         row_ids = [uuid.uuid4().hex for _ in rows]
         values: list[float] = probabilities.tolist()
@@ -283,20 +289,6 @@ class Loopline:
         ]
 
 
-async def _unless_overloaded(scored: Awaitable[list[Prediction]]) -> list[Prediction]:
-    try:
-        return await scored
-    except Overloaded as err:
-        raise ServiceUnavailable(str(err)) from err
-
-
-async def _or_unavailable(scored: Awaitable[list[Prediction]]) -> list[Prediction]:
-    try:
-        return await scored
-    except Overloaded as err:
-        raise Unavailable(str(err)) from err
-
-
 def _refused(err: ValidationError, root: tuple[str, ...] = ()) -> Refused:
     summary, problems = problems_from_validation(err, root)
     return Refused(400, *problems, summary=summary)
@@ -304,14 +296,6 @@ def _refused(err: ValidationError, root: tuple[str, ...] = ()) -> Refused:
 
 def _service() -> Loopline:
     return cast(Loopline, bentoml.get_current_service())
-
-
-async def _answer_predict(body: Any) -> bytes:
-    return await _service().answer_predict(body)
-
-
-async def _answer_predict_batch(body: Any) -> bytes:
-    return await _service().answer_predict_batch(body)
 
 
 # Malformed requests are refused before BentoML parses them, and predictions answered without
@@ -322,7 +306,10 @@ _SERVICE.add_asgi_middleware(
     routes=[api.route for api in _SERVICE.apis.values()],
     max_body_bytes=SETTINGS.max_body_bytes,
     docs_path="/docs.json",
-    answers={"/predict": _answer_predict, "/predict_batch": _answer_predict_batch},
+    answers={
+        "/predict": lambda body: _service().answer_predict(body),
+        "/predict_batch": lambda body: _service().answer_predict_batch(body),
+    },
 )
 
 

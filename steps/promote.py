@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -154,7 +155,8 @@ def run(
         raise ConfigError("--model-version: expected the canary's version number, e.g. 7")
     tracking.connect(settings)
     registry = Registry(settings.model_name)
-    number = str(registry.version(version).version) if version else ""
+    model_version = registry.version(version) if version else None
+    number = str(model_version.version) if model_version else ""
     metrics = source or metrics_source(settings) if action is Action.promote else None
     if action is Action.abort:
         _has_canary(platform if platform is not None else platform_for(settings, start=False))
@@ -165,14 +167,22 @@ def run(
     elif action is Action.rollback:
         outcome = _rollback(settings, target, registry)
     else:
-        assert metrics is not None
+        assert metrics is not None and model_version is not None
         outcome = _promote(
-            settings, registry, number, target, chosen, pipeline_run, metrics, clock or Clock()
+            settings,
+            registry,
+            number,
+            model_version.tags,
+            target,
+            chosen,
+            pipeline_run,
+            metrics,
+            clock or Clock(),
         )
     record, reasons, number = outcome
     report_dir = report_uri = None
     if record is not None and (record.checks or record.weight_changes):  # something to show
-        report_dir, report_uri = _write_record(settings, registry, record, source)
+        report_dir, report_uri = _write_record(settings, registry, record, metrics)
         registry.set_version_tags(number, {names.CANARY_REPORT_TAG: report_uri or report_dir})
     return PromoteResult(
         model_name=settings.model_name,
@@ -196,6 +206,7 @@ def _promote(
     settings: Settings,
     registry: Registry,
     version: str,
+    tags: Mapping[str, str],
     target: Platform,
     policy: CanarySettings,
     pipeline_run: str,
@@ -203,13 +214,13 @@ def _promote(
     clock: Clock,
 ) -> Outcome:
     served = target.served()
-    tags = registry.version(version).tags
     if tags.get(names.CANARY_STATE_TAG) == "rolled_back" and (
         served.canary is None or served.canary.version != version
     ):
-        reasons = [f"v{version} was rolled back earlier: {tags.get(names.CANARY_REASONS_TAG)}"]
-        _mark(registry, version, "rolled_back", reasons)
-        raise CanaryRolledBack(reasons[0])
+        # The version's tags already say so, with the reasons: nothing to write again.
+        raise CanaryRolledBack(
+            f"v{version} was rolled back earlier: {tags.get(names.CANARY_REASONS_TAG)}"
+        )
     interval_s = policy.interval_for(settings.platform)
     min_requests = policy.min_requests_for(settings.platform)
     stable_version = served.stable.version if served.stable else None

@@ -60,8 +60,8 @@ class _Connection:
         self.reader = reader
         self.writer = writer
 
-    async def request(self, head: bytes, body: bytes) -> int:
-        self.writer.write(head + body)
+    async def request(self, message: bytes) -> int:
+        self.writer.write(message)
         status_line = await self.reader.readuntil(b"\r\n")
         headers = await self.reader.readuntil(b"\r\n\r\n")
         if len(headers) > MAX_HEADER_BYTES:
@@ -85,11 +85,12 @@ async def _connect(host: str, port: int) -> _Connection:
     return _Connection(reader, writer)
 
 
-def _request_head(host: str, port: int, path: str, body: bytes) -> bytes:
-    return (
+def _request(host: str, port: int, path: str, body: bytes) -> bytes:
+    head = (
         f"POST {path} HTTP/1.1\r\nHost: {host}:{port}\r\nContent-Type: application/json\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
-    ).encode("ascii")
+    )
+    return head.encode("ascii") + body
 
 
 async def paced_run(
@@ -111,6 +112,7 @@ async def paced_run(
     free: asyncio.Queue[_Connection] = asyncio.Queue()
     for _ in range(connections):
         free.put_nowait(await _connect(host, port))
+    messages = [_request(host, port, path, body) for body in bodies]  # built before the clock
     total = int(rate * duration_s)
     latencies = np.zeros(total, dtype=np.float64)
     done = np.zeros(total, dtype=bool)
@@ -120,11 +122,9 @@ async def paced_run(
     async def one(index: int, planned: float) -> None:
         nonlocal errors
         connection = await free.get()
-        body = bodies[index % len(bodies)]
         try:
             status = await asyncio.wait_for(
-                connection.request(_request_head(host, port, path, body), body),
-                REQUEST_TIMEOUT_S,
+                connection.request(messages[index % len(messages)]), REQUEST_TIMEOUT_S
             )
         except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError):
             errors += 1
@@ -160,28 +160,4 @@ async def paced_run(
         errors=errors,
         statuses=dict(sorted(statuses.items())),
         latencies_ms=latencies[done],
-    )
-
-
-def run_paced(
-    url: str,
-    path: str,
-    bodies: Sequence[bytes],
-    *,
-    rate: float,
-    duration_s: float,
-    connections: int,
-) -> PacedRun:
-    """:func:`paced_run` against ``url`` (``http://host:port``), from synchronous code."""
-    host, _, port = url.removeprefix("http://").partition(":")
-    return asyncio.run(
-        paced_run(
-            host,
-            int(port),
-            path,
-            bodies,
-            rate=rate,
-            duration_s=duration_s,
-            connections=connections,
-        )
     )

@@ -265,11 +265,14 @@ def _paced_verdict(run: FixedRateResult | None, client: str, policy: Policy) -> 
     target = f"paced {policy.slo_rps:,.0f} req/s: p99 <= {policy.slo_p99_ms:g} ms ({client})"
     if run is None:
         return TargetVerdict(target=target, measured="not measured", met=False)
-    kept = run.achieved_rps >= 0.97 * run.target_rps
     measured = f"p99 {run.p99_ms:.1f} ms at {run.achieved_rps:,.0f} req/s"
     if run.error_share:
         measured += f", {run.error_share:.2%} errors"
-    met = kept and run.p99_ms <= policy.slo_p99_ms and run.error_share <= policy.max_error_share
+    met = (
+        run.sustained
+        and run.p99_ms <= policy.slo_p99_ms
+        and run.error_share <= policy.max_error_share
+    )
     return TargetVerdict(target=target, measured=measured, met=met)
 
 

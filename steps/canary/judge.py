@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -390,33 +390,45 @@ def _canary_requests(canary: TrackWindow, min_requests: int) -> Check:
 
 
 def _error_ratio(canary: TrackWindow, policy: CanarySettings) -> Check:
-    limit = policy.max_error_ratio
-    ratio = _ratio(canary)
-    if ratio is None:
-        return _unmeasured("error_ratio", limit, _NO_REQUESTS)
-    passed = ratio <= limit
-    return Check(
-        name="error_ratio",
-        outcome="pass" if passed else "fail",
-        value=ratio,
-        limit=limit,
-        reason=f"canary error ratio {_pct(ratio)} {'<=' if passed else '>'} {_pct(limit)} "
-        f"({canary.server_errors:,.0f} of {canary.requests:,.0f} requests)",
+    return _within(
+        "error_ratio",
+        _ratio(canary),
+        policy.max_error_ratio,
+        _NO_REQUESTS,
+        lambda ratio, op, limit: (
+            f"canary error ratio {_pct(ratio)} {op} {_pct(limit)} "
+            f"({canary.server_errors:,.0f} of {canary.requests:,.0f} requests)"
+        ),
     )
 
 
 def _p99_latency(canary: TrackWindow, policy: CanarySettings) -> Check:
-    limit = policy.max_p99_ms
-    p99 = _p99_ms(canary)
-    if p99 is None:
-        return _unmeasured("p99_latency", limit, _NO_LATENCY)
-    passed = p99 <= limit
+    return _within(
+        "p99_latency",
+        _p99_ms(canary),
+        policy.max_p99_ms,
+        _NO_LATENCY,
+        lambda p99, op, limit: f"canary p99 {_ms(p99)} {op} {_ms(limit)}",
+    )
+
+
+def _within(
+    name: str,
+    value: float | None,
+    limit: float,
+    missing: str,
+    reason: Callable[[float, str, float], str],
+) -> Check:
+    """Pass when ``value`` <= ``limit``; unmeasured (``missing``) without a value."""
+    if value is None:
+        return _unmeasured(name, limit, missing)
+    passed = value <= limit
     return Check(
-        name="p99_latency",
+        name=name,
         outcome="pass" if passed else "fail",
-        value=p99,
+        value=value,
         limit=limit,
-        reason=f"canary p99 {_ms(p99)} {'<=' if passed else '>'} {_ms(limit)}",
+        reason=reason(value, "<=" if passed else ">", limit),
     )
 
 

@@ -164,13 +164,13 @@ class _Run:
             run_dir=str(run_dir),
             parameters=values,
         )
+        stamp = self.record.started.strftime("%Y-%m-%dT%H:%M:%SZ")
         self.globals = {
             "workflow.name": name,
             "workflow.uid": self.record.uid,
             "workflow.namespace": workflow.namespace,
-            "workflow.creationTimestamp": self.record.started.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            # A CronWorkflow runs once, now: now is its scheduled time.
-            "workflow.scheduledTime": self.record.started.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "workflow.creationTimestamp": stamp,
+            "workflow.scheduledTime": stamp,  # a CronWorkflow runs once, now
             **{f"workflow.parameters.{key}": value for key, value in values.items()},
         }
         workers = min(options.parallelism, workflow.parallelism or options.parallelism)
