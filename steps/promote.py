@@ -39,7 +39,7 @@ from pydantic import BaseModel, ValidationError
 from rich.table import Table
 
 from steps.canary import analysis, report
-from steps.canary.judge import Measurement, Verdict, judge
+from steps.canary.judge import Measurement, Verdict, judge, promotion_windows
 from steps.canary.lock import default_identity, held, lock_for
 from steps.canary.promotion import Clock, Promotion
 from steps.canary.record import AnalysisRecord, CheckRecord
@@ -248,8 +248,10 @@ def _promote(
     def measure(window_s: float) -> Measurement:
         return analysis.measure(source, version, stable_version, window_s)
 
+    windows = promotion_windows(len(settings.deploy.traffic_steps), policy.max_inconclusive)
+
     def decide(measurement: Measurement) -> Verdict:
-        return judge(measurement, policy, min_requests)
+        return judge(measurement, policy, min_requests, windows)
 
     identity = pipeline_run or default_identity(version)
     with held(lock_for(settings, identity)) as lock:

@@ -22,10 +22,14 @@ The checks, in order:
 
 Checks 4 to 6 compare with stable and are skipped when it served fewer than ``min_requests``
 (no baseline); 6 also when a track scored no rows. A comparison above its margin fails only when
-a one-sided test at ``alpha`` says the difference is real (a pooled two-proportion z test, a
+a one-sided test says the difference is real (a pooled two-proportion z test, a
 Mann-Whitney U test on the latency buckets, a chi-square test of homogeneity on the prediction
-buckets); above the margin but not significant is inconclusive. The verdict is ``fail`` if any
-check failed, else ``inconclusive`` if any was, else ``pass``.
+buckets); above the margin but not significant is inconclusive. ``alpha`` is the chance of
+rolling back, over the whole promotion, a canary no worse than stable: each test runs at
+``alpha`` divided by the number of tests the promotion can run (three per window, every window
+of every step, :func:`comparison_level`). Tested at ``alpha`` each, the chances add up over the
+windows: the drill's healthy retrain was once rolled back on a 50-row window at p=0.023. The
+verdict is ``fail`` if any check failed, else ``inconclusive`` if any was, else ``pass``.
 
 Before PSI and its test, neighbouring prediction buckets are merged until each side expects at
 least five rows in each (:func:`pooled_buckets`): a small window compares coarser, never noisier.
@@ -116,7 +120,9 @@ class Verdict(BaseModel):
     reasons: tuple[str, ...]
 
 
-def judge(measurement: Measurement, policy: CanarySettings, min_requests: int) -> Verdict:
+def judge(
+    measurement: Measurement, policy: CanarySettings, min_requests: int, windows: int = 1
+) -> Verdict:
     """Judge one analysis window of the canary against the policy and the stable track.
 
     Args:
@@ -124,6 +130,9 @@ def judge(measurement: Measurement, policy: CanarySettings, min_requests: int) -
         policy: the limits, margins and ``alpha`` of the comparisons.
         min_requests: the fewest requests a track must serve to be judged (canary) or to be a
             baseline (stable).
+        windows: the most windows the promotion judges (:func:`promotion_windows`); each
+            comparison's test runs at :func:`comparison_level` so that ``alpha`` holds for the
+            whole promotion.
 
     Returns:
         The verdict with the six checks of the module docstring, in that order, and as
@@ -136,6 +145,7 @@ def judge(measurement: Measurement, policy: CanarySettings, min_requests: int) -
     """
     if min_requests < 1:
         raise ValueError(f"min_requests must be at least 1, got {min_requests}")
+    level = comparison_level(policy.alpha, windows)
     canary = measurement.canary
     checks = [
         _canary_requests(canary, min_requests),
@@ -147,13 +157,32 @@ def judge(measurement: Measurement, policy: CanarySettings, min_requests: int) -
         checks += [_skipped(name, baseline) for name in _RELATIVE_CHECKS]
     else:
         checks += [
-            _error_ratio_vs_stable(canary, baseline, policy),
-            _p99_vs_stable(canary, baseline, policy),
-            _predictions_vs_stable(canary, baseline, policy),
+            _error_ratio_vs_stable(canary, baseline, policy, level),
+            _p99_vs_stable(canary, baseline, policy, level),
+            _predictions_vs_stable(canary, baseline, policy, level),
         ]
     if canary.requests < min_requests:
         checks[1:] = [_too_few(check) for check in checks[1:]]
     return _verdict(tuple(checks))
+
+
+def promotion_windows(steps: int, max_inconclusive: int) -> int:
+    """Return the most windows a promotion of ``steps`` traffic steps judges: each step holds
+    for up to ``max_inconclusive`` inconclusive windows before its deciding one."""
+    return steps * (max_inconclusive + 1)
+
+
+def comparison_level(alpha: float, windows: int) -> float:
+    """Return the significance level of one comparison's test (Bonferroni): ``alpha`` shared
+    by the three comparisons of each of ``windows`` windows, so that a canary no worse than
+    stable is rolled back by chance with probability at most ``alpha`` over the promotion.
+
+    Raises:
+        ValueError: when ``windows`` is below 1.
+    """
+    if windows < 1:
+        raise ValueError(f"windows must be at least 1, got {windows}")
+    return alpha / (windows * len(_RELATIVE_CHECKS))
 
 
 def error_verdict(reason: str) -> Verdict:
@@ -433,7 +462,7 @@ def _within(
 
 
 def _error_ratio_vs_stable(
-    canary: TrackWindow, stable: TrackWindow, policy: CanarySettings
+    canary: TrackWindow, stable: TrackWindow, policy: CanarySettings, level: float
 ) -> Check:
     name = "error_ratio_vs_stable"
     canary_ratio, stable_ratio = _ratio(canary), _ratio(stable)
@@ -456,14 +485,16 @@ def _error_ratio_vs_stable(
         canary_ratio,
         limit,
         p_value,
-        policy.alpha,
+        level,
         subject="canary error ratio",
         worse="significantly higher",
         above=above,
     )
 
 
-def _p99_vs_stable(canary: TrackWindow, stable: TrackWindow, policy: CanarySettings) -> Check:
+def _p99_vs_stable(
+    canary: TrackWindow, stable: TrackWindow, policy: CanarySettings, level: float
+) -> Check:
     name = "p99_vs_stable"
     stable_p99 = _p99_ms(stable)
     if stable_p99 is None:
@@ -486,7 +517,7 @@ def _p99_vs_stable(canary: TrackWindow, stable: TrackWindow, policy: CanarySetti
         canary_p99,
         limit,
         p_value,
-        policy.alpha,
+        level,
         subject="canary p99",
         worse="significantly slower",
         above=above,
@@ -494,7 +525,7 @@ def _p99_vs_stable(canary: TrackWindow, stable: TrackWindow, policy: CanarySetti
 
 
 def _predictions_vs_stable(
-    canary: TrackWindow, stable: TrackWindow, policy: CanarySettings
+    canary: TrackWindow, stable: TrackWindow, policy: CanarySettings, level: float
 ) -> Check:
     name = "predictions_vs_stable"
     canary_counts, stable_counts = _aligned_counts(canary.predictions, stable.predictions)
@@ -512,7 +543,7 @@ def _predictions_vs_stable(
         index,
         limit,
         p_value,
-        policy.alpha,
+        level,
         subject="predicted probabilities",
         worse="shifted",
         above=f"PSI {index:.3g} > {limit:g}",
@@ -524,19 +555,22 @@ def _significance(
     value: float,
     limit: float,
     p_value: float,
-    alpha: float,
+    level: float,
     *,
     subject: str,
     worse: str,
     above: str,
 ) -> Check:
-    """A check whose value is ``above`` its margin: fail when the test says so at ``alpha``."""
-    if p_value < alpha:
+    """A check whose value is ``above`` its margin: fail when the test says so at ``level``."""
+    if p_value < level:
         outcome: CheckOutcome = "fail"
-        reason = f"{subject} {worse}: {above} (p={p_value:.2g})"
+        reason = f"{subject} {worse}: {above} (p={p_value:.2g} < {level:.2g})"
     else:
         outcome = "inconclusive"
-        reason = f"{subject}: {above}, above the margin but not significant (p={p_value:.2g})"
+        reason = (
+            f"{subject}: {above}, above the margin but not significant "
+            f"(p={p_value:.2g} >= {level:.2g})"
+        )
     return Check(
         name=name, outcome=outcome, value=value, limit=limit, p_value=p_value, reason=reason
     )

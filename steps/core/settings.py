@@ -195,7 +195,11 @@ class CanarySettings(_Section):
         0.2, gt=0.0, description="PSI of canary vs stable predicted probabilities"
     )
     alpha: float = Field(
-        0.05, gt=0.0, lt=1.0, description="significance of the canary-vs-stable tests"
+        0.05,
+        gt=0.0,
+        lt=1.0,
+        description="chance over a whole promotion of rolling back, by chance, a canary no worse "
+        "than stable (each test runs at alpha / the tests the promotion can run)",
     )
     failure_limit: int = Field(0, ge=0, le=100, description="failed checks tolerated")
     max_inconclusive: int = Field(

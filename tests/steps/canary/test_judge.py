@@ -19,11 +19,13 @@ from steps.canary.judge import (
     TrackWindow,
     Verdict,
     bucket_counts,
+    comparison_level,
     error_verdict,
     homogeneity_p,
     judge,
     mann_whitney_p,
     pooled_buckets,
+    promotion_windows,
     psi,
     quantile,
     two_proportion_p,
@@ -81,8 +83,10 @@ def judged(
     stable: TrackWindow | None,
     policy: CanarySettings = POLICY,
     min_requests: int = MIN_REQUESTS,
+    windows: int = 1,
 ) -> Verdict:
-    return judge(Measurement(window_s=300.0, canary=canary, stable=stable), policy, min_requests)
+    measurement = Measurement(window_s=300.0, canary=canary, stable=stable)
+    return judge(measurement, policy, min_requests, windows)
 
 
 def check(verdict: Verdict, name: str) -> Check:
@@ -433,9 +437,32 @@ def test_an_error_ratio_above_the_margin_but_not_significant_is_inconclusive() -
     assert relative.outcome == "inconclusive"
     assert relative.p_value == pytest.approx(two_proportion_p(4, 200, 10, 1000))
     assert relative.p_value == pytest.approx(0.1146, abs=1e-4)
-    assert "above the margin but not significant (p=0.11)" in relative.reason
+    assert "above the margin but not significant (p=0.11 >= 0.017)" in relative.reason
     assert verdict.outcome == "inconclusive"
     assert verdict.reasons == (relative.reason,)
+
+
+def test_alpha_is_shared_by_every_test_the_promotion_can_run() -> None:
+    # Given 4 steps holding up to 3 inconclusive windows each: 16 windows of 3 tests
+    windows = promotion_windows(steps=4, max_inconclusive=3)
+    assert windows == 16
+    assert comparison_level(0.05, windows) == pytest.approx(0.05 / 48)
+    # And 6 of 200 canary requests failing vs 10 of 1,000 on stable: p ~ 0.012
+    canary, stable = track(errors=6, requests=200), stable_track(1000, 10)
+    policy = CanarySettings(max_error_ratio=0.05)
+    alone = check(judged(canary, stable, policy, windows=1), "error_ratio_vs_stable")
+    shared = check(judged(canary, stable, policy, windows=windows), "error_ratio_vs_stable")
+    # Then one window alone fails it (p < 0.05 / 3), the promotion's share holds it
+    assert alone.p_value == shared.p_value == pytest.approx(two_proportion_p(6, 200, 10, 1000))
+    assert alone.outcome == "fail"
+    assert "(p=0.012 < 0.017)" in alone.reason
+    assert shared.outcome == "inconclusive"
+    assert "(p=0.012 >= 0.001)" in shared.reason
+
+
+def test_fewer_than_one_window_is_refused() -> None:
+    with pytest.raises(ValueError, match="windows must be at least 1, got 0"):
+        comparison_level(0.05, 0)
 
 
 def test_a_p99_above_the_margin_but_not_significant_is_inconclusive() -> None:
