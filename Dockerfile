@@ -2,12 +2,13 @@
 # Loopline's pipeline images: every step CLI (`python -m steps.<name>`) on the locked
 # dependencies, as a non-root user. Two targets:
 #
-#   pipeline           (default) train, evaluate, register, build, ...
+#   pipeline                (default) train, evaluate, register, build, ...
 #     docker buildx build --platform linux/arm64,linux/amd64 \
 #       -t ghcr.io/loopline/pipeline:0.1.0 --push .
-#   pipeline-buildkit  the same plus rootless BuildKit, for the containerize step
-#     docker buildx build --platform linux/arm64 --target pipeline-buildkit \
-#       -t ghcr.io/loopline/pipeline-buildkit:0.1.0 --push .
+#   pipeline-image-builder  the same plus the daemonless image builder's tools, for the
+#                           containerize step
+#     docker buildx build --platform linux/arm64 --target pipeline-image-builder \
+#       -t ghcr.io/loopline/pipeline-image-builder:0.1.0 --push .
 #
 # The tag follows pyproject's version (pipelines/templates.py PIPELINE_VERSION).
 
@@ -15,11 +16,8 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 # uv builds the virtualenv here; the venv holds its own locked uv too (pyproject.toml), which the
 # build step's `bentoml build` runs. Keep both at scripts/bootstrap_uv.py's UV_VERSION.
 ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.9
-ARG BUILDKIT_IMAGE=moby/buildkit:v0.25.1-rootless
 
 FROM ${UV_IMAGE} AS uv
-
-FROM ${BUILDKIT_IMAGE} AS buildkit
 
 # The builder runs as the target platform, not $BUILDPLATFORM: the virtualenv holds compiled
 # wheels (numpy, xgboost, scikit-learn) that must match the platform the image runs on. Build
@@ -58,20 +56,14 @@ ENV PATH=/app/.venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     LOOPLINE_STATE_DIR=/home/loopline/.loopline
 
-# The containerize step's image: buildctl-daemonless.sh starts buildkitd under rootlesskit in
-# the step's own pod (no daemon to run). The pod needs seccomp and AppArmor "Unconfined"
-# (argo/retrain.yaml, containerize template) and user namespaces on the node.
-FROM base AS pipeline-buildkit
+# The containerize step's image, an ordinary restricted pod: no daemon, no privileges, no user
+# namespace. mmdebstrap extracts the Debian packages of the model image (chrootless, no
+# maintainer scripts), skopeo pushes it, and proot runs it for the smoke test, through
+# qemu-user-static when its platform differs from the node's.
+FROM base AS pipeline-image-builder
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends uidmap \
-    && rm -rf /var/lib/apt/lists/* \
-    && echo "loopline:100000:65536" > /etc/subuid \
-    && echo "loopline:100000:65536" > /etc/subgid \
-    && mkdir -p /run/user/10001 && chown loopline:loopline /run/user/10001
-COPY --from=buildkit /usr/bin/buildctl /usr/bin/buildkitd /usr/bin/buildkit-runc \
-     /usr/bin/rootlesskit /usr/bin/buildctl-daemonless.sh /usr/local/bin/
-ENV XDG_RUNTIME_DIR=/run/user/10001 \
-    BUILDKITD_FLAGS=--oci-worker-no-process-sandbox
+    && apt-get install -y --no-install-recommends mmdebstrap proot qemu-user-static skopeo \
+    && rm -rf /var/lib/apt/lists/*
 USER 10001:10001
 CMD ["python", "-m", "steps.containerize", "--help"]
 

@@ -15,7 +15,7 @@ export PYTHONDONTWRITEBYTECODE := 1
 export UV_COMPILE_BYTECODE := 1
 SERVE_PORT ?= 3000
 
-.PHONY: help setup demo test test-unit check fmt clean render render-check validate lock-serving mlflow-ui bench-serving bench-drift bench-training serve loadtest fuzz system-packages stack-up stack-down canary-drill canary-status
+.PHONY: help setup demo test test-unit check fmt clean render render-check validate lock-serving mlflow-ui bench-serving bench-drift bench-training bench-image serve loadtest fuzz system-packages stack-up stack-down canary-drill canary-status
 
 help: ## List the tasks
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
@@ -86,6 +86,9 @@ bench-serving: system-packages $(VENV_STAMP) ## Benchmark the service vs MLServe
 
 bench-training: $(VENV_STAMP) ## Held-out quality of the training defaults: demo data, Caravan, Default (~2 min)
 	$(RUN) python -m scripts.bench_training $(BENCH_ARGS)
+
+bench-image: system-packages $(VENV_STAMP) ## The model image: cold/cached build, sizes, same digest, start under QEMU (~10 min)
+	$(RUN) python -m scripts.bench_image $(BENCH_ARGS)
 
 bench-drift: $(VENV_STAMP) ## Time the drift check on 100k/1M/10M logged rows (~4 min first run)
 	$(RUN) python -m scripts.bench_drift run $(BENCH_ARGS)

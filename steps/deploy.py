@@ -264,7 +264,7 @@ def run(
     decision, smoke = deploy(target, release, settings.deploy, check)
     bento_tag = smoke.bento_tag if smoke is not None else None
     if decision.action != "unchanged":
-        _record(settings.model_name, number, decision, artifact, bento_tag, pipeline_run)
+        _record(settings.model_name, number, decision, artifact, bento_tag, pipeline_run, image_ref)
     if decision.action == "first_deploy":
         Registry(settings.model_name).promote_champion(number)
     return DeployResult(
@@ -297,8 +297,9 @@ def _record(
     artifact: str,
     bento_tag: str | None,
     pipeline_run: str,
+    image_ref: str | None,
 ) -> None:
-    """Tag the model version with what was deployed where (MLflow's registry)."""
+    """Tag the model version with what was deployed where, and its image (MLflow's registry)."""
     weights = decision.weights
     tags = {
         names.DEPLOY_TRACK_TAG: decision.track,
@@ -308,6 +309,8 @@ def _record(
         names.DEPLOY_WORKFLOW_TAG: pipeline_run,
         names.DEPLOY_TIME_TAG: datetime.now(UTC).isoformat(timespec="seconds"),
     }
+    if image_ref and image_ref != "none":
+        tags[names.IMAGE_REF_TAG] = image_ref
     Registry(model_name).set_version_tags(version, tags)
 
 

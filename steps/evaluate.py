@@ -249,7 +249,7 @@ def _data_shift(
 
 
 def _reference(run_id: str) -> tuple[pd.DataFrame, list[str]]:
-    sample = _run_table(run_id, names.REFERENCE_ARTIFACT, "training sample")
+    sample = tracking.run_table(run_id, names.REFERENCE_ARTIFACT, "training sample")
     return sample, _run_param(run_id, "features").split(",")
 
 
@@ -272,21 +272,7 @@ def _score(uri: str, holdout: pd.DataFrame, labels: np.ndarray, label: str) -> S
 
 
 def _load_holdout(run_id: str) -> pd.DataFrame:
-    return _run_table(run_id, names.HOLDOUT_ARTIFACT, "held-out data")
-
-
-def _run_table(run_id: str, artifact: str, what: str) -> pd.DataFrame:
-    """Read a Parquet artifact the train step logged on ``run_id``."""
-    import mlflow
-
-    try:
-        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact)
-    except mlflow.exceptions.MlflowException as err:
-        raise tracking.mlflow_error(
-            err,
-            f"run {run_id!r} has no {what} at {artifact} (expected a run logged by steps.train)",
-        ) from err
-    return pd.read_parquet(path)
+    return tracking.run_table(run_id, names.HOLDOUT_ARTIFACT, "held-out data")
 
 
 def _run_param(run_id: str, name: str, default: str | None = None) -> str:

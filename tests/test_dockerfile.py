@@ -53,7 +53,7 @@ def test_dockerfile_is_multi_stage_with_the_default_target_last() -> None:
     names = [stage.name for stage in stages]
     assert len(stages) >= 3
     assert names[-1] == "pipeline"
-    assert {"builder", "pipeline-buildkit"} <= set(names)
+    assert {"builder", "pipeline-image-builder"} <= set(names)
 
 
 def test_builder_installs_the_locked_environment_with_uv() -> None:
@@ -68,7 +68,7 @@ def test_builder_installs_the_locked_environment_with_uv() -> None:
 
 def test_runtime_images_are_python_slim_and_run_as_a_non_root_user() -> None:
     stages = _stages()
-    targets = [stage for stage in stages if stage.name in {"pipeline", "pipeline-buildkit"}]
+    targets = [stage for stage in stages if stage.name in {"pipeline", "pipeline-image-builder"}]
 
     for stage in targets:
         user = _final_user(stage, stages)
@@ -79,6 +79,24 @@ def test_runtime_images_are_python_slim_and_run_as_a_non_root_user() -> None:
     assert any("useradd" in line and "--uid 10001" in line for line in base.lines("RUN"))
     assert any("/app/.venv" in line and "--from=builder" in line for line in base.lines("COPY"))
     assert any("PATH=/app/.venv/bin:$PATH" in line for line in base.lines("ENV"))
+
+
+def test_the_image_builder_adds_only_its_debian_tools_to_the_base() -> None:
+    stages = _stages()
+    image_builder = next(stage for stage in stages if stage.name == "pipeline-image-builder")
+
+    runs = image_builder.lines("RUN")
+    assert image_builder.base == "base"
+    assert len(runs) == 1
+    installed = re.search(r"apt-get install -y --no-install-recommends ([^&]+)", runs[0])
+    assert installed and set(installed.group(1).split()) == {
+        "mmdebstrap", "proot", "qemu-user-static", "skopeo",
+    }  # fmt: skip
+    assert "rm -rf /var/lib/apt/lists/*" in runs[0]
+    assert image_builder.lines("USER") == ["10001:10001"]
+    assert image_builder.lines("COPY") == [] and image_builder.lines("ENV") == []
+    text = (REPO / "Dockerfile").read_text()
+    assert not re.search(r"buildkit|subuid|uidmap|rootlesskit", text, re.I)
 
 
 def test_python_base_is_3_11_slim_for_builder_and_runtime() -> None:

@@ -260,6 +260,49 @@ class StackSettings(_Section):
     )
 
 
+class ImageSettings(_Section):
+    """The model image: where it is pushed and what it is built from (``steps.image``).
+
+    Registry credentials are never a setting: the builder reads a docker ``config.json`` from
+    the environment variable ``DOCKER_AUTH_CONFIG`` (on a cluster, the ``loopline-registry``
+    Secret) and hands it to skopeo in a private file.
+    """
+
+    registry: str = Field(
+        "127.0.0.1:5050/loopline",
+        pattern=r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[a-z0-9._-]+)*$",
+        description="host[:port]/path the image is pushed to; 127.0.0.1: the project's own",
+    )
+    tls_verify: bool | None = Field(
+        None, description="unset: plain HTTP for 127.0.0.1 and localhost, TLS verified otherwise"
+    )
+    platforms: str = Field("linux/arm64", description="e.g. linux/amd64,linux/arm64")
+    debian_mirror: str = Field(
+        "http://deb.debian.org/debian", description="where the base root's packages come from"
+    )
+    smoke_timeout_s: float = Field(
+        300.0, gt=0, le=3600, description="deadline for the image to answer /readyz when smoked"
+    )
+    cache_dir: Path | None = Field(
+        None, description="base and site layers kept between builds; unset: <state_dir>/cache"
+    )
+
+    @property
+    def registry_host(self) -> str:
+        """The registry's ``host[:port]``."""
+        return self.registry.split("/", 1)[0]
+
+    @property
+    def is_local(self) -> bool:
+        """True when the registry is on this machine's loopback (the project starts it)."""
+        return self.registry_host.split(":")[0] in ("127.0.0.1", "localhost")
+
+    @property
+    def verify_tls(self) -> bool:
+        """Whether pushes verify TLS: the field, or off only for a loopback registry."""
+        return self.tls_verify if self.tls_verify is not None else not self.is_local
+
+
 class Settings(_RedactedRepr, BaseSettings):
     """Every setting of a Loopline run; see the README's configuration table."""
 
@@ -287,6 +330,7 @@ class Settings(_RedactedRepr, BaseSettings):
     deploy: DeploySettings = DeploySettings()
     canary: CanarySettings = CanarySettings()
     stack: StackSettings = StackSettings()
+    image: ImageSettings = ImageSettings()
 
     @field_validator("tracking_uri")
     @classmethod
@@ -322,6 +366,11 @@ class Settings(_RedactedRepr, BaseSettings):
         """The artifact store root URI, without a trailing slash."""
         store = self.artifact_store or (self.state_path / "artifacts").as_uri()
         return store.rstrip("/")
+
+    @property
+    def image_cache(self) -> Path:
+        """Where the image's base and site layers are cached between builds."""
+        return (self.image.cache_dir or self.state_path / "cache" / "image").expanduser().resolve()
 
     @property
     def resolved_bentoml_home(self) -> Path:

@@ -16,6 +16,7 @@ from steps.core.redact import redact
 from steps.core.settings import Settings
 
 if TYPE_CHECKING:
+    import pandas as pd
     from mlflow.exceptions import MlflowException
 
 
@@ -119,3 +120,23 @@ def ui_command(settings: Settings) -> str:
     if not settings.tracking_is_local:
         return f"open {shown_tracking_uri(settings)}"
     return "make mlflow-ui  # then open http://127.0.0.1:5000"
+
+
+def run_table(run_id: str, artifact: str, what: str) -> pd.DataFrame:
+    """Read a Parquet artifact the train step logged on ``run_id`` (``what`` names it in errors).
+
+    Raises:
+        RegistryError: when the run has no such artifact.
+        ServiceError: when MLflow cannot be reached.
+    """
+    import mlflow
+    import pandas as pd
+
+    try:
+        path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=artifact)
+    except mlflow.exceptions.MlflowException as err:
+        raise mlflow_error(
+            err,
+            f"run {run_id!r} has no {what} at {artifact} (expected a run logged by steps.train)",
+        ) from err
+    return pd.read_parquet(path)

@@ -11,6 +11,7 @@ serving predictor, which must answer what the MLflow model answers.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import shutil
@@ -38,6 +39,8 @@ from steps.core.settings import Settings
 from steps.io import tracking
 
 REPO = Path(__file__).resolve().parents[2]
+SMOKE_ROWS = 32
+"""Held-out rows every built image must score as MLflow does (``steps.image.smoke``)."""
 MAX_ABS_DIFF = 1e-6
 """Largest difference allowed between served and MLflow probabilities of the same rows."""
 
@@ -65,6 +68,29 @@ def materialize(settings: Settings, model_version: Any, alias: str | None, dest:
     _copy_native(f"{uri}/{names.NATIVE_IN_MODEL}", uri, dest)
     _write_metadata(settings, dest, model_version.run_id, str(model_version.version), alias)
     return dest
+
+
+def write_smoke_rows(model_uri: str, run_id: str, dest: Path, rows: int = SMOKE_ROWS) -> Path:
+    """Write :data:`~steps.core.names.SMOKE_ROWS_FILE` into ``dest``: the first ``rows``
+    held-out rows of ``run_id`` (the model's input columns only) and MLflow's probabilities.
+
+    Raises:
+        RegistryError: when MLflow cannot load the model or the run has no held-out data.
+    """
+    import mlflow
+
+    try:
+        model = mlflow.pyfunc.load_model(model_uri)
+    except mlflow.exceptions.MlflowException as err:
+        raise RegistryError(f"cannot load model {model_uri}: {err.message}") from err
+    holdout = tracking.run_table(run_id, names.HOLDOUT_ARTIFACT, "held-out data")
+    frame = holdout[model.metadata.get_input_schema().input_names()].head(rows)
+    probabilities = np.asarray(model.predict(frame), dtype=np.float64)
+    path = dest / names.SMOKE_ROWS_FILE
+    document = {"model": model_uri, "rows": _request_rows(frame),
+                "probabilities": [float(p) for p in probabilities]}  # fmt: skip
+    path.write_text(json.dumps(document, sort_keys=True, default=str) + "\n")
+    return path
 
 
 def materialize_run(settings: Settings, run_id: str, model_id: str, dest: Path) -> Path:

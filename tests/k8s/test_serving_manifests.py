@@ -337,19 +337,21 @@ def test_the_dashboard_config_map_is_labelled_for_grafanas_sidecar() -> None:
 
 
 @pytest.mark.parametrize("track", TRACKS)
-def test_a_track_runs_one_worker_in_one_process_from_the_bentos_own_sources(track: str) -> None:
-    from bentoml._internal.container.generate import BENTO_PATH
+def test_a_track_runs_the_images_own_entrypoint_on_the_port_it_exposes(track: str) -> None:
+    from steps.image import recipe
 
-    container = _container(_built("base")[("Deployment", f"loopline-{track}")])
+    deployment = _built("base")[("Deployment", f"loopline-{track}")]
+    container = _container(deployment)
     env = {item["name"]: item["value"] for item in container["env"]}
-    port = container["ports"][0]["containerPort"]
 
-    # The image's entrypoint runs a `python ...` command as given, from the bento's sources.
-    assert container["args"] == [
-        "python", "-m", "serving.launch", BENTO_PATH, "--host", "0.0.0.0", "--port", str(port),
-    ]  # fmt: skip
-    assert container["workingDir"] == f"{BENTO_PATH}/src"
-    assert "command" not in container  # the entrypoint (venv activation) is kept
+    # The image (steps/image/recipe.py) runs serving.launch, one worker, on its port
+    assert "command" not in container and "args" not in container
+    assert "workingDir" not in container
+    assert container["ports"][0]["containerPort"] == recipe.PORT
+    assert recipe.CMD[recipe.CMD.index("--port") + 1] == str(recipe.PORT)
+    assert recipe.ENTRYPOINT == ("python3", "-m", "serving.launch")
+    assert deployment["spec"]["template"]["spec"]["securityContext"]["runAsUser"] == recipe.UID
     assert env["LOOPLINE_SERVING__WORKERS"] == "1"  # what serving.launch runs
     mounts = {mount["mountPath"] for mount in container["volumeMounts"]}
     assert env["TMPDIR"] in mounts  # where serving.launch keeps the metrics files
+    assert recipe.ENV["BENTOML_HOME"].startswith(env["TMPDIR"])  # writable: the root is not

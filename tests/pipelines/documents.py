@@ -72,7 +72,7 @@ MLFLOW = {"secretRef": {"name": "loopline-mlflow", "optional": True}}
 REGISTRY = {"secretRef": {"name": "loopline-registry", "optional": True}}
 ENV_FROM: dict[str, list[dict[str, Any]]] = {
     "fetch-bento": [CONFIG, S3],  # the archive from S3, nothing from MLflow
-    "containerize": [REGISTRY],  # BuildKit's pod: the registry Secret only
+    "containerize": [CONFIG, REGISTRY],  # the image build: the registry Secret, no store's
 }
 """The env sources of the templates that do not read every one (the default)."""
 

@@ -1,5 +1,5 @@
-"""Every pod the rendered workflows in argo/ create meets Pod Security "restricted", except those
-in :data:`EXCEPTIONS`, each with its reason; the Argo Events pods too."""
+"""Every pod the rendered workflows in argo/ create meets Pod Security "restricted", the image
+build's included; the Argo Events pods too."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 import yaml
 
-from pipelines.templates import BUILDKIT_EXCEPTIONS
 from scripts.pod_security import restricted_violations, workflow_pod_specs
 
 ARGO = Path(__file__).resolve().parents[2] / "argo"
@@ -19,17 +18,6 @@ WORKFLOW_FILES = sorted(
     for path in ARGO.glob("*.yaml")
     if yaml.safe_load(path.read_text())["kind"] in WORKFLOW_KINDS
 )
-
-EXCEPTIONS: dict[tuple[str, str], tuple[str, tuple[str, ...]]] = {
-    ("retrain", "containerize"): (
-        "rootless BuildKit: rootlesskit needs unshare/mount of a user namespace (seccomp and "
-        "AppArmor Unconfined) and the setuid newuidmap/newgidmap (privilege escalation, "
-        "CAP_SETUID/CAP_SETGID kept); see pipelines.templates.buildkit_security_context",
-        tuple(f"containers[main]: {rule}" for rule in BUILDKIT_EXCEPTIONS),
-    ),
-}
-"""(WorkflowTemplate, template) -> (why, the exact violations allowed), for the template's own
-file and every workflow referencing it. Nothing else may break a rule."""
 
 
 def _load(name: str) -> dict[str, Any]:
@@ -53,20 +41,14 @@ def _pods(name: str) -> dict[str, dict[str, Any]]:
 
 
 @pytest.mark.parametrize("name", WORKFLOW_FILES)
-def test_every_pod_of_every_rendered_workflow_is_restricted_or_a_listed_exception(
-    name: str,
-) -> None:
+def test_every_pod_of_every_rendered_workflow_is_restricted(name: str) -> None:
     violations = {
         template: restricted_violations(pod, loopline_hardening=False)
         for template, pod in _pods(name).items()
     }
 
     assert violations, f"{name} runs no pod: the resolution of its templates is broken"
-    defining = _defining_template(name)
-    expected = {
-        template: list(EXCEPTIONS.get((defining, template), ("", ()))[1]) for template in violations
-    }
-    assert violations == expected
+    assert {template: rules for template, rules in violations.items() if rules} == {}
 
 
 def test_every_workflow_file_is_checked() -> None:
@@ -76,22 +58,34 @@ def test_every_workflow_file_is_checked() -> None:
     }  # fmt: skip
 
 
-def test_every_listed_exception_exists_and_says_why() -> None:
-    for (defining, template), (reason, rules) in EXCEPTIONS.items():
-        assert template in _pods(f"{defining}.yaml"), (defining, template)
-        assert len(reason) > 40 and rules, (defining, template)
+def test_the_build_pod_has_the_security_context_of_every_other_step() -> None:
+    pods = _pods("retrain.yaml")
+    build = pods["containerize"]
+    context = build["containers"][0]["securityContext"]
+
+    assert context == pods["train"]["containers"][0]["securityContext"]
+    assert context["allowPrivilegeEscalation"] is False
+    assert context["capabilities"] == {"drop": ["ALL"]}
+    assert context["seccompProfile"] == {"type": "RuntimeDefault"}
+    assert "appArmorProfile" not in context and "privileged" not in context
+    assert build["automountServiceAccountToken"] is False
+    assert build["securityContext"] == pods["train"]["securityContext"]
 
 
-def test_the_build_pod_is_unconfined_only_where_buildkit_needs_it() -> None:
-    pod = _pods("retrain.yaml")["containerize"]
-    context = pod["containers"][0]["securityContext"]
+def test_the_check_refuses_the_build_pod_were_it_unconfined_again() -> None:
+    build = _pods("retrain.yaml")["containerize"]
+    context = build["containers"][0]["securityContext"]
+    context.pop("allowPrivilegeEscalation")
+    context.pop("capabilities")
+    context["seccompProfile"] = context["appArmorProfile"] = {"type": "Unconfined"}
 
-    assert pod["automountServiceAccountToken"] is False
-    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
-    assert context["runAsNonRoot"] is True and context["runAsUser"] == 10001
-    assert context["privileged"] is False
-    assert "capabilities" not in context or "add" not in context["capabilities"]
-    assert context["seccompProfile"] == context["appArmorProfile"] == {"type": "Unconfined"}
+    assert restricted_violations(build, loopline_hardening=False) == [
+        "containers[main]: allowPrivilegeEscalation must be false",
+        "containers[main]: capabilities.drop must include ALL",
+        "containers[main]: seccompProfile.type must be RuntimeDefault or Localhost"
+        " (container or pod)",
+        "containers[main]: appArmorProfile 'Unconfined' is not allowed",
+    ]
 
 
 def test_a_workflow_without_the_pod_level_context_fails_the_check() -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 import tomllib
 from pathlib import Path
 from typing import Any, get_args
 
 import pytest
+import yaml
 
 from pipelines.retrain import (
     PROMOTE_WHEN,
@@ -18,7 +20,6 @@ from pipelines.retrain import (
 )
 from pipelines.templates import (
     BUILDER_IMAGE,
-    MODEL_REGISTRY,
     OUT_DIR,
     PIPELINE_IMAGE,
     PIPELINE_VERSION,
@@ -60,11 +61,7 @@ STEP_CONTRACT: dict[str, tuple[list[str], list[str], set[str]]] = {
     "register": (["--run-id", "--pipeline-run"], [], {"model_version"}),
     "build": (["--model-version", "--platform"], [], {"bento_tag", "archive_uri", "model_tag"}),
     "fetch-bento": (["--archive-uri", "--fetch-to"], [], set()),
-    "containerize": (
-        ["--archive", "--platforms", "--registry", "--builder"],
-        ["--skip-if-no-builder"],
-        {"image_ref", "image_built"},
-    ),
+    "containerize": (["--archive", "--platforms"], [], {"image_ref", "image_built"}),
     "deploy": (
         ["--model-version", "--archive-uri", "--image-ref", "--pipeline-run"],
         [],
@@ -260,6 +257,16 @@ def test_image_tag_follows_the_project_version() -> None:
     assert project["version"] == PIPELINE_VERSION
 
 
+def test_the_default_images_are_named_after_their_dockerfile_targets() -> None:
+    dockerfile = (REPO / "Dockerfile").read_text()
+    targets = set(re.findall(r"^FROM \S+ AS (\S+)$", dockerfile, re.MULTILINE))
+
+    names = {image.rsplit("/", 1)[-1] for image in (PIPELINE_IMAGE, BUILDER_IMAGE)}
+
+    assert names == {f"pipeline:{PIPELINE_VERSION}", f"pipeline-image-builder:{PIPELINE_VERSION}"}
+    assert {name.split(":")[0] for name in names} <= targets
+
+
 def test_only_the_image_build_is_pinned_to_arm64_and_runs_the_builder_image(
     template_spec: dict[str, Any],
 ) -> None:
@@ -278,27 +285,39 @@ def test_images_are_fixed_at_render_time_never_a_run_parameter(
     templates = _templates(template_spec)
 
     images = {name: t["container"]["image"] for name, t in templates.items() if "container" in t}
-    registry, _ = parse_args(templates["containerize"]["container"]["args"])
 
     assert images == {name: PIPELINE_IMAGE for name in images} | {"containerize": BUILDER_IMAGE}
-    assert registry["--registry"] == MODEL_REGISTRY
     assert not any("image" in p["name"] for p in template_spec["arguments"]["parameters"])
-    other = Images("r.example/p:1", "r.example/b:1", "r.example/models")
+    other = Images("r.example/p:1", "r.example/b:1")
     spec = retrain_template(images=other).to_dict()["spec"]
     rendered = {t["name"]: t for t in spec["templates"]}
     assert rendered["train"]["container"]["image"] == "r.example/p:1"
     assert rendered["containerize"]["container"]["image"] == "r.example/b:1"
-    assert "r.example/models" in rendered["containerize"]["container"]["args"]
+
+
+def test_the_model_registry_is_configuration_not_a_flag_or_a_parameter(
+    template_spec: dict[str, Any],
+) -> None:
+    containerize = _templates(template_spec)["containerize"]["container"]
+    values, _ = parse_args(containerize["args"])
+    config = REPO / "k8s" / "pipeline" / "loopline-config.yaml"
+
+    assert "--registry" not in values
+    assert {"configMapRef": {"name": "loopline-config"}} in containerize["envFrom"]
+    assert yaml.safe_load(config.read_text())["data"]["LOOPLINE_IMAGE__REGISTRY"] == (
+        "ghcr.io/loopline"
+    )
+    assert not any("registry" in p["name"] for p in template_spec["arguments"]["parameters"])
 
 
 @pytest.mark.parametrize(
-    ("pipeline", "model_registry"),
-    [("ghcr.io/loopline/pipeline", "ghcr.io/l"), ("x:1", "ghcr.io/l"),
-     ("https://r/p:1", "ghcr.io/l"), ("r.example/p:1", "https://r/x")],
+    ("pipeline", "builder"),
+    [("ghcr.io/loopline/pipeline", "r.example/b:1"), ("x:1", "r.example/b:1"),
+     ("https://r/p:1", "r.example/b:1"), ("r.example/p:1", "r.example/b")],
 )  # fmt: skip
-def test_an_image_without_registry_or_tag_is_refused(pipeline: str, model_registry: str) -> None:
+def test_an_image_without_registry_or_tag_is_refused(pipeline: str, builder: str) -> None:
     with pytest.raises(ValueError, match="expected"):
-        Images(pipeline=pipeline, model_registry=model_registry)
+        Images(pipeline=pipeline, builder=builder)
 
 
 def test_every_step_has_limits_deadline_retries_and_runs_as_non_root(
@@ -314,18 +333,10 @@ def test_every_step_has_limits_deadline_retries_and_runs_as_non_root(
         "runAsGroup": 10001,
         "seccompProfile": {"type": "RuntimeDefault"},
     }
-    # Pod Security "restricted", except the image build (tests/pipelines/test_pod_security.py).
+    # Pod Security "restricted", the image build included (tests/pipelines/test_pod_security.py).
     assert {
         name: restricted_problems(t) for name, t in steps.items() if restricted_problems(t)
-    } == {
-        "containerize": [
-            "containers[?]: allowPrivilegeEscalation must be false",
-            "containers[?]: capabilities.drop must include ALL",
-            "containers[?]: seccompProfile.type must be RuntimeDefault or Localhost"
-            " (container or pod)",
-            "containers[?]: appArmorProfile 'Unconfined' is not allowed",
-        ]
-    }
+    } == {}
 
 
 def test_only_deploy_and_promote_get_a_service_account_token(

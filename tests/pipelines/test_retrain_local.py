@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -17,7 +18,7 @@ pytestmark = pytest.mark.integration
 ARGO = Path(__file__).resolve().parents[2] / "argo"
 
 
-def test_rendered_retrain_trains_gates_registers_builds_skips_the_image_deploys_and_promotes(
+def test_rendered_retrain_trains_gates_registers_builds_pushes_the_image_deploys_and_promotes(
     tmp_path: Path, churn_parquet: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from mlflow.tracking import MlflowClient
@@ -27,8 +28,8 @@ def test_rendered_retrain_trains_gates_registers_builds_skips_the_image_deploys_
     # Nodes inherit the environment: few trees keep this test short.
     monkeypatch.setenv("LOOPLINE_TRAIN__N_ESTIMATORS", "30")
     monkeypatch.chdir(tmp_path)  # the state dir is relative: nodes must still share it
-    settings = Settings(state_dir=Path(".loopline"))
     isolated_stack(monkeypatch)
+    settings = Settings(state_dir=Path(".loopline"))
 
     try:
         record = run_workflow(
@@ -61,7 +62,7 @@ def test_rendered_retrain_trains_gates_registers_builds_skips_the_image_deploys_
         "canary_weight": "0",
         "endpoint": out_of(record, "deploy")["endpoint"],
     }
-    assert "stable" in stopped
+    assert "stable" in stopped and "registry" in stopped
     # Already on stable at 100 %: the promotion has nothing to do, and says so.
     promote = out_of(record, "promote")
     assert (promote["outcome"], promote["final_weight"]) == ("promoted", "100")
@@ -69,7 +70,12 @@ def test_rendered_retrain_trains_gates_registers_builds_skips_the_image_deploys_
     out = {n.display_name: n.outputs.parameters for n in record.nodes}
     assert out["evaluate"]["decision"] == "promote"
     assert out["register"] == {"model_version": "1"}
-    assert out["containerize"]["image_ref"] == "none"
+    # The same containerize command line as in the cluster, pushing to the local registry.
+    image = f"{settings.image.registry}/{out['build']['bento_tag']}"
+    assert re.fullmatch(
+        rf"{re.escape(image)}@sha256:[0-9a-f]{{64}}", out["containerize"]["image_ref"]
+    )
+    assert out["containerize"]["image_built"] == "true"
     # The build pod took the bento from fetch-bento's artifact, not from the store by URI.
     bento_artifact = record.node("fetch-bento").outputs.artifacts["bento-archive"]
     archive_name = Path(out["build"]["archive_uri"]).name
@@ -83,6 +89,8 @@ def test_rendered_retrain_trains_gates_registers_builds_skips_the_image_deploys_
     version = MlflowClient().get_model_version("churn", "1")
     assert version.run_id == out["train"]["run_id"]
     assert version.tags["pipeline_run"] == record.name
+    # The deploy step recorded the pushed image on the version (the image pod has no MLflow)
+    assert version.tags["image.ref"] == out["containerize"]["image_ref"]
 
 
 def out_of(record: RunRecord, task: str) -> dict[str, str]:

@@ -19,7 +19,7 @@ from typing import Any
 from steps.core.errors import DeployError, StackError
 from steps.core.settings import Settings
 from steps.platform.base import TRACKS, Release, Served, Track, Weights
-from steps.platform.local import haproxy, processes, prometheus, tracks, traffic
+from steps.platform.local import haproxy, processes, prometheus, registry, tracks, traffic
 from steps.platform.local.state import PARTS, StackPaths, StackState, load_state, save_state
 
 RulesSource = Callable[[], dict[str, Any]]
@@ -179,12 +179,16 @@ class LocalPlatform:
         return timings
 
     def down(self) -> list[str]:
-        """Stop every part (SIGTERM, SIGKILL after a deadline); return those that were running.
+        """Stop every part (SIGTERM, SIGKILL after a deadline) and the project's image registry;
+        return those that were running.
 
         Raises:
             StackError: when a process survives SIGKILL.
         """
-        return [part for part in reversed(PARTS) if processes.stop(part, self.paths.pid_file(part))]
+        stopped = [
+            part for part in reversed(PARTS) if processes.stop(part, self.paths.pid_file(part))
+        ]
+        return stopped + ([registry.PART] if registry.stop(self.settings) else [])
 
     def status(self) -> list[PartStatus]:
         """Each part: pid, port, up or down, resident memory and what it serves."""
