@@ -14,11 +14,15 @@ export PYTHONDONTWRITEBYTECODE := 1
 # uv sync compiles the venv's bytecode once: every later process starts seconds faster.
 export UV_COMPILE_BYTECODE := 1
 SERVE_PORT ?= 3000
+# The settings' state directory (steps/core/settings.py), as make clean and make mlflow-ui see it.
+STATE_DIR := $(or $(strip $(LOOPLINE_STATE_DIR)),.loopline)
 
 .PHONY: help setup demo test test-unit check fmt clean render render-check validate lock-serving mlflow-ui bench-serving bench-drift bench-training bench-image serve loadtest fuzz system-packages stack-up stack-down canary-drill canary-status
 
+# A task's text may name $(SERVE_PORT): help prints the value this make would use.
 help: ## List the tasks
-	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -v port='$(SERVE_PORT)' \
+		'BEGIN {FS = ":.*?## "}; {gsub(/\$$\(SERVE_PORT\)/, port, $$2); printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
 
 $(UV):
 	python3 scripts/bootstrap_uv.py $(dir $(UV))
@@ -33,7 +37,7 @@ setup: $(VENV_STAMP) ## Install uv and the locked virtualenv (.venv)
 system-packages: ## Install the Debian packages the commands and tests run (apt-get, as root)
 	@python3 scripts/system_packages.py
 
-demo: system-packages $(VENV_STAMP) ## Generate demo data if needed, then train, evaluate and register a model
+demo: system-packages $(VENV_STAMP) ## Generate demo data if needed, then run the retrain workflow locally: train, evaluate, register, build, containerize (arm64 image, pushed to the local registry), deploy to the local stack, promote
 	$(RUN) loopline demo
 
 test: system-packages $(VENV_STAMP) ## Run the whole test suite (unit and integration)
@@ -53,7 +57,7 @@ fmt: $(VENV_STAMP) ## Apply ruff's fixes and formatting
 	$(RUN) ruff format .
 
 mlflow-ui: $(VENV_STAMP) ## Open the MLflow UI on the local store (http://127.0.0.1:5000)
-	$(RUN) mlflow ui --backend-store-uri sqlite:///$(abspath $(or $(LOOPLINE_STATE_DIR),.loopline))/mlflow.db \
+	$(RUN) mlflow ui --backend-store-uri sqlite:///$(abspath $(STATE_DIR))/mlflow.db \
 		--host 127.0.0.1 --port 5000
 
 serve: system-packages $(VENV_STAMP) ## Serve the champion on 127.0.0.1:$(SERVE_PORT) (or MODEL_DIR=dir / MODEL_TAG=tag)
@@ -93,8 +97,16 @@ bench-image: system-packages $(VENV_STAMP) ## The model image: cold/cached build
 bench-drift: $(VENV_STAMP) ## Time the drift check on 100k/1M/10M logged rows (~4 min first run)
 	$(RUN) python -m scripts.bench_drift run $(BENCH_ARGS)
 
-clean: ## Remove the local state (MLflow db, artifacts, bentos) and caches
-	rm -rf .loopline .pytest_cache .mypy_cache .ruff_cache
+# The stack's processes and the image registry are stopped first: their pid files live in the
+# state directory. A state directory that holds the repository, or is $HOME, is never removed.
+clean: ## Stop the local stack, then remove the state dir (LOOPLINE_STATE_DIR, else .loopline) and caches
+	@state="$$(realpath -m -- '$(STATE_DIR)')"; \
+	case "$(CURDIR)/" in "$${state%/}/"*) refuse=1;; esac; \
+	if [ -n "$$refuse" ] || [ "$$state" = "$$(realpath -m -- "$$HOME")" ]; then \
+		echo "make clean: refusing to remove '$$state' (LOOPLINE_STATE_DIR='$(LOOPLINE_STATE_DIR)')" >&2; exit 2; \
+	fi
+	-if [ -f $(VENV_STAMP) ] && [ -d '$(STATE_DIR)' ]; then LOOPLINE_STATE_DIR='$(STATE_DIR)' $(RUN) loopline stack down; fi
+	rm -rf '$(STATE_DIR)' .loopline/pycache .pytest_cache .mypy_cache .ruff_cache
 
 stack-up: system-packages $(VENV_STAMP) ## Start the local serving stack (HAProxy, tracks, Prometheus, Locust) and keep it up
 	$(RUN) loopline stack up

@@ -34,6 +34,7 @@ from pipelines.templates import (
     keep_failed_pods,
     pod_security_context,
     run_ttl,
+    setting_defaults,
     step_template,
     task_output,
 )
@@ -157,6 +158,7 @@ def drift_monitor(images: Images | None = None) -> CronWorkflow:
     return CronWorkflow(
         name=MONITOR_NAME,
         labels=dict(LABELS),
+        annotations=setting_defaults({"data-uri": "data.uri"}),
         schedules=list(SCHEDULES),
         timezone=TIMEZONE,
         concurrency_policy="Forbid",

@@ -53,6 +53,7 @@ from pipelines.templates import (
     pod_security_context,
     registry_env_from,
     run_ttl,
+    setting_defaults,
     step_env_from,
     step_template,
     task_output,
@@ -216,7 +217,7 @@ def _model_stages(images: Images) -> list[Stage]:
 def _packaging_stages(images: Images) -> list[Stage]:
     build = step_template(
         "build",
-        flags=("model-version", "platform"),
+        flags=("model-version", "platforms"),
         archive_out_dir_as="bento",
         profile=PodProfile("500m", "1Gi", "1", "3Gi", deadline_s=1800),
         retry_limit=2,
@@ -259,7 +260,7 @@ def _packaging_stages(images: Images) -> list[Stage]:
             build,
             {
                 "model-version": task_output("register", "model_version"),
-                "platform": workflow_parameter("platforms"),
+                "platforms": workflow_parameter("platforms"),
             },
             after=("register",),
             when=PROMOTE_WHEN,
@@ -397,6 +398,7 @@ def retrain_template(
     return WorkflowTemplate(
         name=TEMPLATE_NAME,
         labels=dict(LABELS),
+        annotations=setting_defaults({"data-uri": "data.uri"}),
         entrypoint=ENTRYPOINT,
         arguments=run_parameters(),
         templates=[build_dag(chosen), *(stage.template for stage in chosen)],

@@ -23,6 +23,7 @@ executes: no volumes, sidecars, ``podSpecPatch`` or exit handlers.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -50,7 +51,7 @@ from hera.workflows.models import (
 )
 
 from steps.core.errors import NOT_RETRIED_EXIT_CODES
-from steps.core.names import STEP_OUTPUTS
+from steps.core.names import SETTING_DEFAULTS_ANNOTATION, STEP_OUTPUTS
 
 OUT_DIR = "/tmp/outputs"
 """Where every step writes its output parameter files (``--out-dir``)."""
@@ -357,3 +358,10 @@ def step_template(
         security_context=security_context or restricted_security_context(),
         node_selector=dict(node_selector) if node_selector else None,
     )
+
+
+def setting_defaults(parameters: dict[str, str]) -> dict[str, str]:
+    """The annotation telling the local runner which setting gives a parameter's default on a
+    machine (``{"data-uri": "data.uri"}``: ``LOOPLINE_DATA__URI`` when set); Argo ignores it,
+    and the parameter's own value stays the cluster's default."""
+    return {SETTING_DEFAULTS_ANNOTATION: json.dumps(parameters, sort_keys=True)}

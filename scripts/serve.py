@@ -2,7 +2,7 @@
 
 Usage::
 
-    python -m scripts.serve --port 3000                      # <model_name>:latest
+    python -m scripts.serve --port 3000                      # the registry's champion
     python -m scripts.serve --model-tag churn:abc123 --port 3000
     python -m scripts.serve --model-dir path/to/model-dir --port 3000
 
@@ -50,8 +50,9 @@ import typer
 
 from serving.model import METADATA_FILENAME
 from serving.settings import server_environment
+from steps.core import names
 from steps.core.cli_support import console, new_app, reports_errors
-from steps.core.errors import ConfigError
+from steps.core.errors import ConfigError, RegistryError
 from steps.core.settings import Settings, load_settings
 from steps.io.registry import Registry
 from steps.ml import servability
@@ -61,6 +62,10 @@ SERVICE = "serving.service:Loopline"
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 STOP_GRACE_S = 30.0
+NO_CHAMPION_HINT = (
+    "run `make demo` first, or name a model: `make serve MODEL_DIR=dir` or `MODEL_TAG=name:version`"
+    " (--model-dir / --model-tag here)"
+)
 
 app = new_app("Serve a model with the Loopline BentoML service on localhost.")
 
@@ -134,16 +139,28 @@ def check_model(model_dir: Path | None, model_tag: str) -> None:
 def champion_dir(settings: Settings) -> Path:
     """Return a servable directory of the registry's ``champion``, materializing it once.
 
+    With the default tracking store (SQLite under the state directory), a missing database means
+    nothing was trained yet: that is reported without creating the state directory or the file.
+
     Raises:
-        RegistryError: when there is no champion yet (run ``make demo`` first).
+        RegistryError: when there is no champion yet, naming ``make demo`` and the other ways
+            to choose a model.
     """
     from steps.io import tracking
 
+    missing = f"model {settings.model_name!r} has no alias {names.CHAMPION!r}"
+    if settings.tracking_uri is None:  # the default, sqlite:///<state>/mlflow.db
+        database = Path(settings.resolved_tracking_uri.removeprefix("sqlite:///"))
+        if not database.exists():
+            raise RegistryError(f"{missing}: no registry at {database} yet; {NO_CHAMPION_HINT}")
     tracking.connect(settings)
-    version = Registry(settings.model_name).resolve(None, "champion")
+    version = Registry(settings.model_name).champion()
+    if version is None:
+        shown = tracking.shown_tracking_uri(settings)
+        raise RegistryError(f"{missing} in {shown}; {NO_CHAMPION_HINT}")
     target = settings.state_path / "serving" / f"{settings.model_name}-v{version.version}"
     if not (target / METADATA_FILENAME).exists():
-        servability.materialize(settings, version, "champion", target)
+        servability.materialize(settings, version, names.CHAMPION, target)
     console.print(f"serving {settings.model_name} v{version.version} (champion) from {target}")
     return target
 

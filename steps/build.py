@@ -76,7 +76,7 @@ def run(
         ServabilityError: when the version's model kind has no serving image.
         BuildError: when BentoML cannot build or export the bento.
     """
-    platforms = parse_platforms(platform, flag="--platform")
+    platforms = parse_platforms(platform, flag="--platforms")
     started = time.perf_counter()
     tracking.connect(settings)
     model_version = Registry(settings.model_name).resolve(version, alias)
@@ -221,14 +221,15 @@ def main(
     out_dir: Annotated[Path, typer.Option(help="directory for output parameter files")],
     model_version: Annotated[str | None, typer.Option(help="registry version number")] = None,
     alias: Annotated[str | None, typer.Option(help="registry alias, e.g. champion")] = None,
-    platform: Annotated[
-        str, typer.Option(help="target platforms, e.g. linux/arm64 or linux/amd64,linux/arm64")
-    ] = "linux/arm64",
+    platforms: Annotated[
+        str | None,
+        typer.Option(help="e.g. linux/arm64,linux/amd64; unset: LOOPLINE_IMAGE__PLATFORMS"),
+    ] = None,
     model_name: Annotated[str | None, typer.Option(help="registered model name")] = None,
 ) -> None:
     """Build the bento for a model version and write bento_tag, archive_uri, model_tag."""
     settings = load_settings(model_name=model_name)
-    result = run(settings, model_version, alias, platform)
+    result = run(settings, model_version, alias, platforms or settings.image.platforms)
     write_outputs(
         out_dir,
         "build",

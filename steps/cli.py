@@ -7,10 +7,11 @@ Each step's own command (``python -m steps.<name>``) is mounted here under its n
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from importlib.metadata import version as package_version
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
 from steps import (
     build,
@@ -24,15 +25,17 @@ from steps import (
     register,
     train,
 )
-from steps.core.cli_support import console, new_app, reports_errors
-from steps.core.errors import RegistryError
+from steps.core import names
+from steps.core.cli_support import Output, OutputOption, console, emit, new_app, reports_errors
 from steps.core.settings import load_settings
 from steps.io import tracking
-from steps.io.registry import Registry
-from steps.localrun.cli import run_command
+from steps.io.registry import Registry, registered_models
+from steps.localrun.cli import run_command, runs_app
 from steps.platform.stack_cli import stack_app
 
-app = new_app("Loopline: retrain, ship and guard tabular models with Argo Workflows.")
+app = new_app(
+    "Loopline: retrain, ship and guard tabular models with Argo Workflows.", completion=True
+)
 model_app = new_app("Inspect registered models and move the champion alias.")
 
 app.command("demo")(demo.demo)
@@ -48,7 +51,26 @@ app.add_typer(data.app, name="data")
 app.add_typer(model_app, name="model")
 app.add_typer(promote.canary_app, name="canary")
 app.command("run")(run_command)
+app.add_typer(runs_app, name="runs")
 app.add_typer(stack_app, name="stack")
+
+
+def _print_version(asked: bool) -> None:
+    if asked:
+        console.print(f"loopline {package_version('loopline')}", highlight=False)
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """Loopline: retrain, ship and guard tabular models with Argo Workflows."""
 
 
 @model_app.command("promote")
@@ -63,27 +85,75 @@ def promote_command(
     console.print(f"{name}: champion {before} -> v{result.champion}")
 
 
+@model_app.command("list")
+@reports_errors
+def list_command(output: OutputOption = Output.table) -> None:
+    """List the registered models: versions, aliases, the champion's metric and image."""
+    settings = load_settings()
+    tracking.connect(settings)
+    rows = []
+    for name in registered_models():
+        registry = Registry(name)
+        versions = registry.all_versions()
+        aliases = registry.aliases()
+        latest = versions[-1] if versions else None
+        rows.append(
+            {
+                "model": name,
+                "versions": len(versions),
+                "latest": str(latest.version) if latest else None,
+                "aliases": ", ".join(f"{a} -> v{v}" for a, v in sorted(aliases.items())),
+            }
+        )
+    if not rows and output is Output.table:
+        console.print("no registered model yet: `make demo` registers one")
+        return
+    emit(rows, output, title="registered models")
+
+
 @model_app.command("show")
 @reports_errors
-def show_command(name: Annotated[str, typer.Argument(help="registered model name")]) -> None:
-    """List the versions of NAME with their aliases and lineage."""
-    tracking.connect(load_settings())
+def show_command(
+    name: Annotated[str, typer.Argument(help="registered model name")],
+    output: OutputOption = Output.table,
+) -> None:
+    """List the versions of NAME: aliases, model kind, held-out metric, data hash, date, image."""
+    settings = load_settings()
+    tracking.connect(settings)
     registry = Registry(name)
-    versions = registry.all_versions()
-    if not versions:
-        raise RegistryError(f"model {name!r} not found or has no versions")
+    registry.require()
     aliases = registry.aliases()
-    table = Table("version", "aliases", "kind", "data hash", "pipeline run")
-    table.add_column("run id", no_wrap=True, min_width=32)
-    for version in versions:
-        labels = sorted(a for a, v in aliases.items() if v == str(version.version))
-        table.add_row(
-            str(version.version),
-            ", ".join(labels),
-            str(version.tags.get("model_kind", "")),
-            str(version.tags.get("data_hash", ""))[:12],
-            str(version.tags.get("pipeline_run", "")),
-            str(version.run_id),
-        )
-    console.print(table)
-    console.print(f"aliases: {', '.join(f'{a} -> v{v}' for a, v in sorted(aliases.items()))}")
+    metric = f"holdout_{settings.gate.metric}"
+    rows = [
+        {
+            "version": str(version.version),
+            "aliases": ", ".join(
+                sorted(a for a, v in aliases.items() if v == str(version.version))
+            ),
+            "kind": version.tags.get("model_kind"),
+            metric: _run_metric(version.run_id, metric),
+            "data_hash": str(version.tags.get("data_hash", ""))[:12] or None,
+            "created": datetime.fromtimestamp(version.creation_timestamp / 1000, UTC).isoformat(
+                timespec="seconds"
+            ),
+            "pipeline_run": version.tags.get("pipeline_run"),
+            "run_id": version.run_id,
+            "image": version.tags.get(names.IMAGE_REF_TAG),
+        }
+        for version in registry.all_versions()
+    ]
+    if output is Output.table:  # the full run id and image reference are in -o json|yaml
+        for row in rows:
+            row["created"] = str(row["created"])[:16].replace("T", " ")
+            row["run_id"] = str(row["run_id"])[:8]
+            if row["image"]:
+                reference, _, digest = str(row["image"]).partition("@")
+                row["image"] = f"{reference.rsplit('/', 1)[-1]}@{digest[:19]}"
+    emit(rows, output, title=f"{name}: {len(rows)} versions (-o json for every field in full)")
+
+
+def _run_metric(run_id: str, metric: str) -> float | None:
+    from mlflow.tracking import MlflowClient
+
+    value = MlflowClient().get_run(run_id).data.metrics.get(metric)
+    return None if value is None else round(float(value), 4)

@@ -64,12 +64,35 @@ def summary(record: RunRecord, settings: Settings, served: Served | None = None)
         ("canary analysis", _analysis_page(outputs.get("promote", {}))),
         *_stack_rows(settings, served),
         ("champion", _champion(settings)),
+        ("next", _next_step(outputs, settings)),
         ("run record", str(Path(record.run_dir) / "record.json")),
         ("MLflow UI", tracking.ui_command(settings)),
     ]
     for what, value in rows:
         table.add_row(what, value or "-")
     return table
+
+
+def _next_step(outputs: dict[str, dict[str, str]], settings: Settings) -> str:
+    """What to do after this run, from how far it got."""
+    name = settings.model_name
+    decision = outputs.get("evaluate", {}).get("decision")
+    outcome = outputs.get("promote", {}).get("outcome")
+    if decision == "reject":
+        return "the gate kept the champion: read the evaluation report above; nothing shipped"
+    if outcome == "promoted":
+        return (
+            f"`make serve` serves the champion; `loopline model show {name}`; run `make demo` "
+            "again for a new challenger through the canary"
+        )
+    if outcome == "rolled_back":
+        return "the canary was rolled back: read the canary analysis above; stable is unchanged"
+    if decision == "promote":
+        return (
+            f"the challenger is registered but not serving: `loopline model promote {name} "
+            "VERSION`, or `loopline canary promote VERSION` with the stack up"
+        )
+    return "the run stopped early: `loopline runs show NAME` names the failed node"
 
 
 def _deployed(outputs: dict[str, str]) -> str | None:
@@ -150,16 +173,20 @@ def demo(
 
     settings = load_settings()
     data_uri = settings.data.uri or str(demo_data(settings, rows))
+    # Each demo run trains with the next seed: the same data, a slightly different model, so a
+    # second run has a real challenger for the canary (an identical retrain is not registered).
+    seed = settings.seed + len(list((settings.state_path / "runs").glob("retrain-*")))
     stack = LocalPlatform(settings)
     console.print("starting the local serving stack (router, Prometheus, the served tracks)")
     stack.up()
     try:
-        console.print(f"running {WORKFLOW.relative_to(WORKFLOW.parents[1])} on {data_uri}")
+        console.print(
+            f"running {WORKFLOW.relative_to(WORKFLOW.parents[1])} on {data_uri}, seed {seed}"
+        )
         with ProgressDisplay(console) as display:
             options = RunOptions(backoff_scale=BACKOFF_SCALE, progress=display.update)
-            record = run_workflow(
-                WORKFLOW, {"data-uri": data_uri}, settings=settings, options=options
-            )
+            parameters = {"data-uri": data_uri, "seed": str(seed)}
+            record = run_workflow(WORKFLOW, parameters, settings=settings, options=options)
         if keep_stack:
             stack.up()  # traffic starts once a track serves a model
     finally:

@@ -5,8 +5,9 @@ run); the step counts, for each model, how many of them it was trained on (expec
 training keys both runs logged, and measures each feature of the challenger's training sample
 against the champion's (the drift step's measurement, with the gate's gross thresholds). The gate
 (:func:`steps.ml.gate.decide`) turns all of it into promote/reject with reasons; its policy is the
-one the challenger's recipe carries unless given explicitly. The report (metrics JSON,
-ROC/PR/calibration and data-shift PNGs, HTML, Evidently's data-shift HTML) is logged to the
+one the challenger's recipe carries unless given explicitly. The report (:mod:`steps.ml.report`:
+metrics JSON, each metric's difference, model kinds, confusion matrices at the serving threshold,
+permutation importance of the features, PNGs, HTML, Evidently's data-shift HTML) is logged to the
 challenger's MLflow run under ``evaluation/``, and the decision is tagged on the run so
 registration can check it.
 
@@ -41,6 +42,7 @@ from steps.core.settings import (
 from steps.io import tracking
 from steps.io.registry import Registry
 from steps.ml import recipe
+from steps.ml.comparison import permutation_importance
 from steps.ml.gate import Decision, GateDecision, Overlap, Shift, decide
 from steps.ml.holdout import ROW_KEY_COLUMN, seen_rows
 from steps.ml.metrics import classification_metrics
@@ -99,9 +101,11 @@ def run(
     target = _run_param(run_id, "target")
     labels = holdout[target].to_numpy()
     keys = holdout[ROW_KEY_COLUMN].to_numpy() if ROW_KEY_COLUMN in holdout.columns else None
-    challenger = _score(f"runs:/{run_id}/{names.MODEL_IN_RUN}", holdout, labels, "challenger")
+    challenger = _score(
+        f"runs:/{run_id}/{names.MODEL_IN_RUN}", run_id, holdout, labels, "challenger"
+    )
     overlaps = [_overlap("challenger", run_id, keys, len(holdout))]
-    scored = [challenger]
+    champion_model: ScoredModel | None = None
     champion: ChampionInfo | None = None
     shifts: list[Shift] = []
     measurement: Measurement | None = None
@@ -109,9 +113,12 @@ def run(
     if champion_version is not None:
         label = f"champion v{champion_version.version}"
         champion_model = _score(
-            f"models:/{settings.model_name}@{names.CHAMPION}", holdout, labels, label
+            f"models:/{settings.model_name}@{names.CHAMPION}",
+            str(champion_version.run_id),
+            holdout,
+            labels,
+            label,
         )
-        scored.append(champion_model)
         champion = ChampionInfo(
             version=str(champion_version.version),
             run_id=str(champion_version.run_id),
@@ -144,7 +151,12 @@ def run(
         )
         with tempfile.TemporaryDirectory() as scratch:
             write_report(
-                Path(scratch), labels, scored, result.model_dump(mode="json"), shifts=shifts
+                Path(scratch),
+                labels,
+                challenger,
+                champion_model,
+                result.model_dump(mode="json"),
+                shifts=shifts,
             )
             if measurement is not None:
                 measurement.save_html(Path(scratch) / DATA_SHIFT_HTML)
@@ -253,7 +265,11 @@ def _reference(run_id: str) -> tuple[pd.DataFrame, list[str]]:
     return sample, _run_param(run_id, "features").split(",")
 
 
-def _score(uri: str, holdout: pd.DataFrame, labels: np.ndarray, label: str) -> ScoredModel:
+def _score(
+    uri: str, run_id: str, holdout: pd.DataFrame, labels: np.ndarray, label: str
+) -> ScoredModel:
+    """Score the model at ``uri`` (trained in ``run_id``) on the held-out rows, measure its
+    feature importance there and name its kind (the run's ``model_kind`` param)."""
     import mlflow
 
     try:
@@ -266,9 +282,19 @@ def _score(uri: str, holdout: pd.DataFrame, labels: np.ndarray, label: str) -> S
         raise RegistryError(
             f"{label} ({uri}) expects features missing from the held-out data: {missing}"
         )
-    features = inputs.input_names() if inputs else list(holdout.columns)
-    probability = np.asarray(model.predict(holdout[features]), dtype=np.float64)
-    return ScoredModel(label, probability, classification_metrics(labels, probability))
+    features = holdout[inputs.input_names() if inputs else list(holdout.columns)]
+
+    def predict(frame: pd.DataFrame) -> np.ndarray:
+        return np.asarray(model.predict(frame), dtype=np.float64)
+
+    probability = predict(features)
+    return ScoredModel(
+        label,
+        probability,
+        classification_metrics(labels, probability),
+        kind=_run_param(run_id, "model_kind", default="not logged"),
+        importance=permutation_importance(predict, features, labels),
+    )
 
 
 def _load_holdout(run_id: str) -> pd.DataFrame:

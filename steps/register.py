@@ -38,6 +38,9 @@ class RegisterResult(BaseModel):
     created: bool
     aliases: list[str]
     servability: ServabilityReport
+    identical_to: str | None = None
+    """The version this run repeats (same data hash, same held-out metrics): nothing was
+    registered and ``model_version`` is that one."""
 
 
 class PromoteResult(BaseModel):
@@ -48,8 +51,14 @@ class PromoteResult(BaseModel):
     previous_champion: str | None
 
 
-def run(settings: Settings, run_id: str, pipeline_run: str = "") -> RegisterResult:
+def run(
+    settings: Settings, run_id: str, pipeline_run: str = "", force: bool = False
+) -> RegisterResult:
     """Register the model of ``run_id`` and set aliases; idempotent for the same run.
+
+    A run that repeats a registered version (same data hash and the same held-out metrics, a
+    retrain on unchanged data) is not registered again unless ``force``: the result names that
+    version, which gets the ``challenger`` alias.
 
     Raises:
         RegistryError: when the run did not pass the evaluation gate, or MLflow refuses.
@@ -76,8 +85,11 @@ def run(settings: Settings, run_id: str, pipeline_run: str = "") -> RegisterResu
     servability = check_servability(settings, run_id, model_id)
     registry = Registry(settings.model_name)
     existing = registry.versions_of_run(run_id)
+    identical = None if existing or force else identical_version(registry, run_id, tags)
     if existing:
         version, created = existing[0], False
+    elif identical is not None:
+        version, created = identical, False
     else:
         lineage = {
             "run_id": run_id,
@@ -95,7 +107,35 @@ def run(settings: Settings, run_id: str, pipeline_run: str = "") -> RegisterResu
         created=created,
         aliases=registry.aliases_of(version),
         servability=servability,
+        identical_to=identical,
     )
+
+
+def identical_version(registry: Registry, run_id: str, tags: dict[str, str]) -> str | None:
+    """The newest version whose run had the same data hash and the same held-out metrics as
+    ``run_id`` (to 1e-9), or None."""
+    from mlflow.tracking import MlflowClient
+
+    data_hash = tags.get(names.DATA_HASH_TAG)
+    if not data_hash:
+        return None
+    client = MlflowClient()
+    metrics = _holdout_metrics(client.get_run(run_id).data.metrics)
+    for version in reversed(registry.all_versions()):
+        if version.tags.get("data_hash") != data_hash:
+            continue
+        theirs = _holdout_metrics(client.get_run(version.run_id).data.metrics)
+        if (
+            metrics
+            and theirs.keys() == metrics.keys()
+            and all(abs(theirs[key] - value) <= 1e-9 for key, value in metrics.items())
+        ):
+            return str(version.version)
+    return None
+
+
+def _holdout_metrics(metrics: dict[str, float]) -> dict[str, float]:
+    return {key: value for key, value in metrics.items() if key.startswith("holdout_")}
 
 
 def promote(settings: Settings, name: str, version: str) -> PromoteResult:
@@ -121,17 +161,24 @@ def main(
     out_dir: Annotated[Path, typer.Option(help="directory for output parameter files")],
     pipeline_run: Annotated[str, typer.Option(help="workflow name, for lineage")] = "",
     model_name: Annotated[str | None, typer.Option(help="registered model name")] = None,
+    force: Annotated[
+        bool, typer.Option(help="register even a run identical to a registered version")
+    ] = False,
 ) -> None:
     """Register the run's model, set alias challenger, write output model_version."""
     settings = load_settings(model_name=model_name)
-    result = run(settings, run_id, pipeline_run)
+    result = run(settings, run_id, pipeline_run, force)
     write_outputs(
         out_dir,
         "register",
         {"model_version": result.model_version},
     )
     write_result(out_dir, result)
-    verb = "registered" if result.created else "already registered as"
+    if result.identical_to is not None:
+        verb = "identical to a registered version (same data hash, same held-out metrics), not "
+        verb += "registered again (--force registers it):"
+    else:
+        verb = "registered" if result.created else "already registered as"
     served = result.servability
     console.print(
         f"servable: {served.model_kind} ({served.model_file}, {served.requirements_lock}), "

@@ -7,7 +7,9 @@ traceback of an unexpected error (:mod:`steps.core.redact`).
 
 from __future__ import annotations
 
+import enum
 import functools
+import json
 import logging
 import os
 import sys
@@ -15,10 +17,12 @@ import traceback
 import warnings
 from collections.abc import Callable
 from types import TracebackType
-from typing import Any, ParamSpec, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
+import yaml
 from rich.console import Console
+from rich.table import Table
 
 from steps.core.errors import LooplineError
 from steps.core.redact import redact
@@ -89,11 +93,12 @@ def _redacting_excepthook(
     sys.stderr.write(redact("".join(traceback.format_exception(kind, value, trace))))
 
 
-def new_app(help_text: str) -> typer.Typer:
-    """Return a Typer app configured the Loopline way (no pretty tracebacks, -h for help)."""
+def new_app(help_text: str, *, completion: bool = False) -> typer.Typer:
+    """Return a Typer app configured the Loopline way (no pretty tracebacks, -h for help);
+    ``completion`` adds ``--install-completion`` and ``--show-completion`` (the top command)."""
     return typer.Typer(
         help=help_text,
-        add_completion=False,
+        add_completion=completion,
         no_args_is_help=True,
         pretty_exceptions_enable=False,
         context_settings={"help_option_names": ["-h", "--help"]},
@@ -118,3 +123,35 @@ def reports_errors(func: Callable[P, R]) -> Callable[P, R]:
             raise typer.Exit(err.exit_code) from err
 
     return wrapper
+
+
+class Output(enum.StrEnum):
+    """What a read command prints: a table for people, JSON or YAML for scripts."""
+
+    table = "table"
+    json = "json"
+    yaml = "yaml"
+
+
+UNBOUNDED_WIDTH = 10_000
+OutputOption = Annotated[
+    Output, typer.Option("-o", "--output", help="table for people; json or yaml for scripts")
+]
+
+
+def emit(rows: list[dict[str, Any]], output: Output, title: str | None = None) -> None:
+    """Print ``rows`` (dicts with the same keys) as ``output``: JSON and YAML unwrapped on
+    stdout, a table that folds long cells rather than cutting them."""
+    if output is Output.json:
+        sys.stdout.write(json.dumps(rows, indent=2, default=str) + "\n")
+        return
+    if output is Output.yaml:
+        sys.stdout.write(yaml.safe_dump(json.loads(json.dumps(rows, default=str)), sort_keys=False))
+        return
+    table = Table(title=title, title_justify="left")
+    for key in rows[0] if rows else []:
+        table.add_column(key.replace("_", " "), overflow="fold")
+    for row in rows:
+        table.add_row(*("" if value is None else str(value) for value in row.values()))
+    # A terminal folds long cells to its width; a pipe or a file gets every line whole.
+    (console if console.is_terminal else Console(width=UNBOUNDED_WIDTH)).print(table)

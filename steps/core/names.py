@@ -88,3 +88,8 @@ STEP_OUTPUTS: dict[str, tuple[str, ...]] = {
     "deploy": ("track", "canary_weight", "endpoint"),
     "promote": ("outcome", "final_weight", "reasons", "report_uri"),
 }
+
+SETTING_DEFAULTS_ANNOTATION = "loopline.dev/parameter-settings"
+"""A workflow annotation: a JSON object naming, for a workflow parameter, the Loopline setting
+whose value is its default when the local runner runs it (``{"data-uri": "data.uri"}``): the
+YAML keeps the cluster's default, a machine's settings give the local one."""

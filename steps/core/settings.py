@@ -8,13 +8,16 @@ directory (``.loopline/``): a SQLite MLflow tracking store and registry and a lo
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import difflib
+import os
+import re
+from collections.abc import Iterator, Mapping
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from steps.core.errors import ConfigError
 from steps.core.redact import is_secret_name, redact, redact_value
@@ -388,6 +391,40 @@ def env_name(loc: tuple[int | str, ...]) -> str:
     return ENV_PREFIX + "__".join(str(part) for part in loc if not isinstance(part, int)).upper()
 
 
+OTHER_VARIABLES = frozenset({"LOOPLINE_SCHEMAS_DIR"})
+"""``LOOPLINE_*`` variables read outside the settings (``scripts/manifest_schemas.py``)."""
+
+
+def setting_variables() -> frozenset[str]:
+    """Every ``LOOPLINE_*`` environment variable that means something: each field of
+    :class:`Settings` (``LOOPLINE_SECTION__FIELD`` for a section's), of the service's
+    ``ServingSettings`` (``LOOPLINE_SERVING__FIELD``) and :data:`OTHER_VARIABLES`."""
+    from serving.settings import ENV_PREFIX as SERVING_PREFIX
+    from serving.settings import ServingSettings
+
+    names = set(OTHER_VARIABLES)
+    for name, field in Settings.model_fields.items():
+        section = field.annotation
+        if isinstance(section, type) and issubclass(section, _Section):
+            names |= {f"{ENV_PREFIX}{name}__{sub}".upper() for sub in section.model_fields}
+        else:
+            names.add(f"{ENV_PREFIX}{name}".upper())
+    names |= {f"{SERVING_PREFIX}{sub}".upper() for sub in ServingSettings.model_fields}
+    return frozenset(names)
+
+
+def unknown_variables(environ: Mapping[str, str]) -> list[str]:
+    """One line per ``LOOPLINE_*`` variable of ``environ`` that is no setting, naming the
+    closest one (a single ``_`` where a section needs ``__`` is the usual slip)."""
+    known = setting_variables()
+    lines = []
+    for name in sorted(n for n in environ if n.startswith(ENV_PREFIX) and n not in known):
+        close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        lines.append(f"  {name}: not a Loopline setting (value not shown){hint}")
+    return lines
+
+
 def load_settings(**overrides: Any) -> Settings:
     """Build the settings from defaults, the environment and ``overrides`` (CLI flags).
 
@@ -395,17 +432,45 @@ def load_settings(**overrides: Any) -> Settings:
     "not given" and keeps the lower layer's value.
 
     Raises:
-        ConfigError: naming every bad setting, its environment variable and expected form.
+        ConfigError: naming every bad setting, its environment variable and expected form, and
+            every ``LOOPLINE_*`` variable that is no setting (:func:`unknown_variables`).
     """
+    unknown = unknown_variables(os.environ)
+    if unknown:
+        raise ConfigError(
+            "unknown settings in the environment (a misspelled one would be ignored):\n"
+            + "\n".join(unknown)
+            + "\nsettings of a section take a double underscore: LOOPLINE_GATE__MIN_VALUE"
+        )
     given = {key: value for key, value in _without_empty(overrides).items() if value is not None}
+    base = _from_environment()
     try:
-        base = Settings()
         if not given:
             return base
         merged = _deep_merge(base.model_dump(), given)
         return Settings.model_validate(merged)
     except ValidationError as err:
         raise ConfigError(describe_validation_error(err)) from err
+
+
+def _from_environment() -> Settings:
+    """The settings of the environment alone.
+
+    Raises:
+        ConfigError: naming the variables of a value that does not parse or validate.
+    """
+    try:
+        return Settings()
+    except ValidationError as err:
+        raise ConfigError(describe_validation_error(err)) from err
+    except SettingsError as err:
+        field = re.search(r'field "([a-z_]+)"', str(err))
+        prefix = f"{ENV_PREFIX}{field.group(1).upper() if field else ''}"
+        named = sorted(name for name in os.environ if name.startswith(prefix)) or [prefix + "*"]
+        raise ConfigError(
+            f"{', '.join(named)}: cannot parse the value; a list setting takes JSON, e.g. "
+            f'{ENV_PREFIX}DATA__ID_COLUMNS=\'["customer_id", "event_timestamp"]\''
+        ) from err
 
 
 def explicit_fields(**overrides: Any) -> frozenset[str]:
@@ -417,10 +482,7 @@ def explicit_fields(**overrides: Any) -> frozenset[str]:
     Raises:
         ConfigError: as :func:`load_settings`, when the environment holds a bad value.
     """
-    try:
-        from_env = Settings()
-    except ValidationError as err:
-        raise ConfigError(describe_validation_error(err)) from err
+    from_env = _from_environment()
     return frozenset(_set_paths(from_env, "")) | frozenset(_given_paths(overrides, ""))
 
 

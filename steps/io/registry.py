@@ -9,6 +9,7 @@ SQLite and strings over REST).
 
 from __future__ import annotations
 
+import difflib
 import time
 from typing import Any
 
@@ -69,9 +70,36 @@ class Registry:
         try:
             return self._client.get_model_version(self.model_name, str(version))
         except MlflowException as err:
-            raise mlflow_error(
-                err, f"model {self.model_name!r} has no version {version!r}"
-            ) from err
+            existing = [str(v.version) for v in self.all_versions()] if self.exists() else None
+            if existing is None:
+                context = missing_model(self.model_name)
+            else:
+                context = (
+                    f"model {self.model_name!r} has no version {version!r}; its versions: "
+                    f"{', '.join(existing) or 'none'}"
+                )
+            raise mlflow_error(err, context) from err
+
+    def exists(self) -> bool:
+        """True when the model is registered (with or without versions)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            self._client.get_registered_model(self.model_name)
+        except MlflowException as err:
+            if err.error_code in ("RESOURCE_DOES_NOT_EXIST", "NOT_FOUND"):
+                return False
+            raise mlflow_error(err, f"cannot read model {self.model_name!r}") from err
+        return True
+
+    def require(self) -> None:
+        """Check the model is registered.
+
+        Raises:
+            RegistryError: naming the models that are (:func:`missing_model`).
+        """
+        if not self.exists():
+            raise RegistryError(missing_model(self.model_name))
 
     def resolve(self, version: str | None, alias: str | None) -> Any:
         """Return the ``ModelVersion`` named by ``version`` or ``alias`` (exactly one given).
@@ -173,3 +201,20 @@ class Registry:
             self._client.create_registered_model(
                 self.model_name, description="Managed by Loopline."
             )
+
+
+def registered_models() -> list[str]:
+    """Return the names of every registered model, sorted."""
+    from mlflow.tracking import MlflowClient
+
+    return sorted(model.name for model in MlflowClient().search_registered_models())
+
+
+def missing_model(name: str) -> str:
+    """The message for a model that is not registered: what is, or how to get one."""
+    models = registered_models()
+    if not models:
+        return f"no registered model {name!r}: the registry is empty (make demo registers one)"
+    close = difflib.get_close_matches(name, models, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    return f"no registered model {name!r}; registered: {', '.join(models)}{hint}"

@@ -9,6 +9,7 @@ when a branch ends Failed or Error without ``continueOn``.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import threading
 import time
@@ -51,6 +52,9 @@ _COMPLETED = ("Succeeded", "Failed", "Error")
 _DAG_WAITERS = 32
 
 
+INTERRUPTED = "interrupted by the user (Ctrl-C)"
+
+
 @dataclass(frozen=True)
 class RunOptions:
     """How to run: worker count, retry backoff scale (tests use ~0) and a progress callback."""
@@ -58,6 +62,9 @@ class RunOptions:
     parallelism: int = 2
     backoff_scale: float = 1.0
     progress: Progress | None = None
+    reuse: RunRecord | None = None
+    """A earlier record of the same run (``loopline runs retry``): its Succeeded pod nodes are
+    kept with their outputs, not run again, as ``argo retry`` does."""
 
 
 def run_workflow(
@@ -99,9 +106,45 @@ def run_loaded(
     Raises:
         WorkflowError: for unknown or missing parameters, or a run name already taken.
     """
-    values = resolve_parameters(workflow, parameters)
+    values = resolve_parameters(workflow, {**local_defaults(workflow, settings), **parameters})
     name, run_dir = allocate_run_dir(settings.state_path / "runs", workflow)
     return _Run(workflow, values, settings, options, name, run_dir).execute()
+
+
+def local_defaults(workflow: Workflow, settings: Settings) -> dict[str, str]:
+    """The parameters whose default on this machine comes from a setting that is set (the
+    workflow's :attr:`~steps.localrun.model.Workflow.setting_defaults`): ``data-uri`` from
+    ``LOOPLINE_DATA__URI``, say. A setting left unset keeps the YAML's default."""
+    declared = {parameter.name for parameter in workflow.arguments}
+    found = {}
+    for parameter, dotted in workflow.setting_defaults.items():
+        value: object = settings
+        for part in dotted.split("."):
+            value = getattr(value, part, None)
+        if parameter in declared and value is not None:
+            found[parameter] = str(value)
+    return found
+
+
+def retry_run(earlier: RunRecord, *, settings: Settings, options: RunOptions) -> RunRecord:
+    """Run ``earlier`` again in place (same name, directory and parameters, its workflow file
+    read again): its Succeeded pod nodes keep their outputs, every other node runs.
+
+    Raises:
+        WorkflowError: when the run Succeeded already, or its workflow file is gone or no
+            longer loads.
+    """
+    if earlier.phase == "Succeeded":
+        raise WorkflowError(f"run {earlier.name!r} Succeeded: nothing to retry")
+    file = Path(earlier.file)
+    if not file.is_file():
+        raise WorkflowError(f"run {earlier.name!r}: its workflow file {file} is gone")
+    workflow = load_workflow(file)
+    options = dataclasses.replace(options, reuse=earlier)
+    run = _Run(workflow, dict(earlier.parameters), settings, options, earlier.name,
+               Path(earlier.run_dir))  # fmt: skip
+    run.record.retries = earlier.retries + 1
+    return run.execute()
 
 
 def allocate_run_dir(runs_root: Path, workflow: Workflow) -> tuple[str, Path]:
@@ -185,6 +228,7 @@ class _Run:
             backoff_scale=options.backoff_scale,
             run_name=name,
             shared_env={"LOOPLINE_STATE_DIR": str(settings.state_path)},
+            report=self.report,
         )
 
     # --- the run -----------------------------------------------------------------------------
@@ -202,6 +246,7 @@ class _Run:
             root = self.run_template(entry, self.record.name, entry.name, given, {})
         except KeyboardInterrupt:
             self.cancel.set()
+            self.interrupted()
             raise
         finally:
             self.pod_pool.shutdown(wait=True)
@@ -223,6 +268,22 @@ class _Run:
         )
         write_record(self.record, self.run_dir / "record.json")
         return self.record
+
+    def interrupted(self) -> None:
+        """Record a run stopped by Ctrl-C: Failed, its unfinished nodes Failed, and how to
+        resume it."""
+        for node in self.record.nodes:
+            if node.phase in ("Pending", "Running"):
+                node.finish("Failed", INTERRUPTED)
+        self.record.phase = "Failed"
+        self.record.message = (
+            f"{INTERRUPTED}; `loopline runs retry {self.record.name}` runs what did not succeed"
+        )
+        self.record.finished = now()
+        self.record.duration_s = round(
+            (self.record.finished - self.record.started).total_seconds(), 3
+        )
+        write_record(self.record, self.run_dir / "record.json")
 
     def wait_child(self, node: NodeRecord, future: Future[RunRecord]) -> ChildRun:
         child = future.result()
@@ -394,8 +455,27 @@ class _Run:
             artifacts = {a.name: self.artifact_uri(a.source, a.key, scope) for a in task.artifacts}
         except (UnresolvedReferenceError, ExpressionError) as err:
             return self.new_node(name, display, called, "Error", f"task {task.name!r}: {err}")
+        kept = self.kept(display)
+        if kept is not None and called.kind not in ("dag", "resource"):
+            return self.keep_node(name, display, called, kept)
         pool = self.dag_pool if called.kind == "dag" else self.pod_pool
         return pool.submit(self.run_template, called, name, display, given, artifacts)
+
+    def kept(self, display: str) -> NodeRecord | None:
+        """The earlier run's node ``display`` when it Succeeded (a retry keeps it)."""
+        earlier = self.options.reuse
+        if earlier is None:
+            return None
+        found = [n for n in earlier.nodes if n.display_name == display and n.type == "Pod"]
+        return found[0] if found and found[0].phase == "Succeeded" else None
+
+    def keep_node(self, name: str, display: str, called: Template, kept: NodeRecord) -> NodeRecord:
+        node = kept.model_copy(deep=True, update={"name": name, "template": called.name})
+        node.message = "kept from the earlier attempt of this run (Succeeded)"
+        with self.lock:
+            self.record.nodes.append(node)
+        self.report(node)
+        return node
 
     @staticmethod
     def task_arguments(task: DagTask, called: Template, scope: Mapping[str, str]) -> dict[str, str]:

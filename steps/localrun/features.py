@@ -45,7 +45,13 @@ FEATURES: tuple[Feature, ...] = (
     Feature("metadata", "generateName", S, "prefix + a counter"),
     Feature("metadata", "namespace", S, "only as {{workflow.namespace}}"),
     Feature("metadata", "labels", IGN, _CLUSTER),
-    Feature("metadata", "annotations", IGN, _CLUSTER),
+    Feature(
+        "metadata",
+        "annotations",
+        IGN,
+        "only matters on a cluster, but loopline.dev/parameter-settings: a parameter's local "
+        "default from a setting",
+    ),
     # --- CronWorkflow spec --------------------------------------------------------------------
     Feature("cron spec", "workflowSpec", S, "run once, now"),
     Feature("cron spec", "workflowMetadata", IGN, _CLUSTER),

@@ -9,11 +9,13 @@ too, so a run never starts on a file that cannot finish.
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 from pathlib import Path
 from typing import Any
 
 from steps.core.errors import WorkflowError
+from steps.core.names import SETTING_DEFAULTS_ANNOTATION
 from steps.localrun.expressions import (
     DependsExpr,
     ExpressionError,
@@ -213,6 +215,10 @@ class _Loader:
         name = self.text(metadata, ("metadata",), "name")
         generate_name = self.text(metadata, ("metadata",), "generateName")
         namespace = self.text(metadata, ("metadata",), "namespace") or "default"
+        raw_metadata = data.get("metadata")
+        setting_defaults = self.setting_defaults(
+            raw_metadata if isinstance(raw_metadata, dict) else {}
+        )
         if kind != "Workflow":
             if name is None:
                 raise self.doc.error(("metadata",), f"a {kind} needs metadata.name")
@@ -230,7 +236,8 @@ class _Loader:
                 raise self.doc.error(("spec",), "a CronWorkflow needs spec.workflowSpec")
             spec_data = cron["workflowSpec"]
         spec = self.mapping(spec_data, spec_path, "workflow spec")
-        header = {"name": name, "generate_name": generate_name or "", "namespace": namespace}
+        header = {"name": name, "generate_name": generate_name or "", "namespace": namespace,
+                  "setting_defaults": setting_defaults}  # fmt: skip
         if "workflowTemplateRef" in spec:
             if kind == "WorkflowTemplate":
                 raise self.doc.error(
@@ -272,6 +279,27 @@ class _Loader:
             **header,
         )
 
+    def setting_defaults(self, metadata: dict[str, Any]) -> dict[str, str]:
+        """The annotation naming each parameter's setting (``{"data-uri": "data.uri"}``)."""
+        path: FieldPath = ("metadata", "annotations", SETTING_DEFAULTS_ANNOTATION)
+        annotations = metadata.get("annotations") or {}
+        if not isinstance(annotations, dict):
+            raise self.doc.error(path[:2], "expected a mapping of annotation names to strings")
+        raw = annotations.get(SETTING_DEFAULTS_ANNOTATION)
+        if raw is None:
+            return {}
+        try:
+            value = json.loads(str(raw))
+        except ValueError:
+            value = None
+        if not isinstance(value, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+        ):
+            raise self.doc.error(
+                path, 'expected a JSON object of parameter: setting, e.g. {"data-uri": "data.uri"}'
+            )
+        return dict(value)
+
     def referencing_workflow(
         self, kind: str, spec: dict[str, Any], path: FieldPath, header: dict[str, Any]
     ) -> Workflow:
@@ -308,7 +336,10 @@ class _Loader:
             arguments=tuple(arguments.values()),
             parallelism=self.positive_int(spec, path, "parallelism") or base.parallelism,
             active_deadline_s=float(deadline) if deadline else base.active_deadline_s,
-            **header,
+            **{
+                **header,
+                "setting_defaults": {**base.setting_defaults, **header["setting_defaults"]},
+            },
         )
 
     def workflow_arguments(self, spec: dict[str, Any], path: FieldPath) -> tuple[Parameter, ...]:

@@ -165,6 +165,9 @@ class Workflow:
     templates: Mapping[str, Template] = field(default_factory=dict)
     parallelism: int | None = None
     active_deadline_s: float | None = None
+    setting_defaults: Mapping[str, str] = field(default_factory=dict)
+    """Parameter -> dotted setting (``data.uri``) giving its local default (the annotation
+    :data:`steps.core.names.SETTING_DEFAULTS_ANNOTATION`)."""
 
     @property
     def directory(self) -> Path:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from steps.core.errors import WorkflowError
@@ -40,6 +41,8 @@ class PodRunner:
     backoff_scale: float
     run_name: str
     shared_env: Mapping[str, str]
+    report: Callable[[NodeRecord], None] = lambda _node: None
+    """Called when a node's state changes between attempts (the live table shows it)."""
 
     def run(
         self,
@@ -91,7 +94,19 @@ class PodRunner:
             )
             if max_duration is not None and time.monotonic() + delay - started > max_duration:
                 break
-            self.cancel.wait(self.bounded(delay))
+            wait = self.bounded(delay)
+            at = datetime.now(UTC) + timedelta(seconds=wait)
+            node.message = (
+                f"attempt {number + 1} of {limit + 1} failed: {attempt.message}; next try in "
+                f"{wait:.0f} s (at {at:%H:%M:%S})"
+            )
+            self.report(node)
+            self.cancel.wait(wait)
+            node.message = (
+                f"attempt {number + 2} of {limit + 1} running; attempt {number + 1} failed: "
+                f"{attempt.message}"
+            )
+            self.report(node)
         if attempt.outputs is not None:
             node.outputs = attempt.outputs
         node.finish(attempt.phase, attempt.message)

@@ -64,11 +64,12 @@ class ProgressDisplay:
             key = (run, node.name)
             label = self.label(run, node)
             self.rows[key] = (label, node)
-            if self.live_mode or self.last_phase.get(key) == node.phase:
+            state = f"{node.phase}\0{node.message}"
+            if self.live_mode or self.last_phase.get(key) == state:
                 return
-            self.last_phase[key] = node.phase
+            self.last_phase[key] = state
             duration = f"{node.duration_s:.1f}s" if node.duration_s is not None else ""
-            suffix = f"  {node.message}" if node.message and node.phase != "Running" else ""
+            suffix = f"  {node.message}" if node.message else ""
             self.console.print(
                 f"{label:<32} {node.phase:<10} {duration:>8}{suffix}", highlight=False, markup=False
             )
@@ -90,6 +91,6 @@ class ProgressDisplay:
             else:
                 duration = ""
             style = PHASE_STYLES.get(node.phase, "")
-            message = node.message if node.phase != "Running" else ""
+            message = node.message  # while Running: the last attempt's failure and next try
             table.add_row(Text(label), Text(node.phase, style=style), duration, Text(message))
         return table

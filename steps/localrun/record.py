@@ -90,6 +90,8 @@ class RunRecord(BaseModel):
     finished: datetime | None = None
     duration_s: float | None = None
     parameters: dict[str, str] = Field(default_factory=dict)
+    retries: int = 0
+    """How many times ``loopline runs retry`` ran it again."""
     nodes: list[NodeRecord] = Field(default_factory=list)
     children: list[ChildRun] = Field(default_factory=list)
 

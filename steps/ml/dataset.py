@@ -213,7 +213,9 @@ def _fetch_s3(uri: str, s3: S3Settings) -> bytes:
     except NoCredentialsError as err:
         raise DataError(
             f"cannot read {uri}: no AWS credentials found; set AWS_ACCESS_KEY_ID and "
-            "AWS_SECRET_ACCESS_KEY (or an AWS profile)"
+            "AWS_SECRET_ACCESS_KEY (or an AWS profile), or train on a local file: "
+            "LOOPLINE_DATA__URI=PATH, or `loopline run FILE -p data-uri=PATH` (`loopline data "
+            "generate` writes demo data)"
         ) from err
     except BotoCoreError as err:  # endpoint unreachable, bad endpoint URL, ...
         raise DataError(f"cannot read {uri}: {err}") from err

@@ -18,6 +18,8 @@ from pydantic import BaseModel, ConfigDict
 from steps.core.settings import GateSettings
 
 Decision = Literal["promote", "reject"]
+NO_CHANGE_BELOW = 5e-5
+"""Half the last of the 4 decimals a reason shows: a smaller difference reads as no change."""
 
 
 class Overlap(BaseModel):
@@ -120,19 +122,18 @@ def decide(
 def _relative(
     value: float, baseline: float, policy: GateSettings, champion_label: str
 ) -> tuple[bool, str]:
-    regression = baseline - value
-    passed = regression <= policy.max_regression
-    if abs(regression) < 5e-5:
-        change = "no change"
-    elif regression > 0:
-        change = f"regression {regression:.4f}"
-    else:
-        change = f"gain {-regression:.4f}"
-    limit = "within" if passed else "exceeds"
-    return passed, (
-        f"{policy.metric} {value:.4f} vs {champion_label} {baseline:.4f}: {change}, "
-        f"{limit} the allowed regression {policy.max_regression:.4f}"
-    )
+    drop = baseline - value
+    allowed = policy.max_regression
+    passed = drop <= allowed
+    compared = f"{policy.metric} {value:.4f} vs {champion_label} {baseline:.4f}: "
+    if not passed:
+        # Enough digits that a tiny drop against a zero allowance does not read "0.0000 worse".
+        amount = f"{drop:.4f}" if drop >= NO_CHANGE_BELOW else f"{drop:.1e}"
+        return passed, f"{compared}{amount} worse, more than the allowed drop of {allowed:.4f}"
+    if drop >= NO_CHANGE_BELOW:
+        return passed, f"{compared}{drop:.4f} worse, within the allowed drop of {allowed:.4f}"
+    change = "no change" if drop > -NO_CHANGE_BELOW else f"{-drop:.4f} better"
+    return passed, f"{compared}{change} (a drop of up to {allowed:.4f} is allowed)"
 
 
 def _overlap_reason(overlap: Overlap) -> str:

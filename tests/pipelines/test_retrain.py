@@ -59,7 +59,7 @@ STEP_CONTRACT: dict[str, tuple[list[str], list[str], set[str]]] = {
     ),
     "evaluate": (["--run-id"], ["--no-fail-on-reject"], {"decision", "reasons", "report_uri"}),
     "register": (["--run-id", "--pipeline-run"], [], {"model_version"}),
-    "build": (["--model-version", "--platform"], [], {"bento_tag", "archive_uri", "model_tag"}),
+    "build": (["--model-version", "--platforms"], [], {"bento_tag", "archive_uri", "model_tag"}),
     "fetch-bento": (["--archive-uri", "--fetch-to"], [], set()),
     "containerize": (["--archive", "--platforms"], [], {"image_ref", "image_built"}),
     "deploy": (

@@ -132,12 +132,41 @@ def test_a_tag_missing_from_the_store_is_a_one_line_error(tmp_path: Path) -> Non
     assert "Traceback" not in done.stderr
 
 
-def test_without_a_model_the_champion_is_served_and_its_absence_is_named(tmp_path: Path) -> None:
+def _empty_state_env(state_dir: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LOOPLINE_", "BENTOML_HOME"))}
-    env.update({"LOOPLINE_STATE_DIR": str(tmp_path), "LOOPLINE_MODEL_NAME": "attrition"})
-    done = _run("--port", "3999", env=env)
+    env.update({"LOOPLINE_STATE_DIR": str(state_dir), "LOOPLINE_MODEL_NAME": "attrition"})
+    return env
+
+
+def test_without_a_model_on_an_empty_state_it_says_make_demo_and_creates_nothing(
+    tmp_path: Path,
+) -> None:
+    state_dir = tmp_path / "state"
+
+    done = _run("--port", "3999", env=_empty_state_env(state_dir))
+
+    message = " ".join(done.stderr.split())
     assert done.returncode == 2
-    assert "model 'attrition' has no alias 'champion'" in done.stderr.replace("\n", "")
+    assert "model 'attrition' has no alias 'champion'" in message
+    assert f"no registry at {state_dir / 'mlflow.db'} yet" in message
+    assert "run `make demo` first" in message
+    assert "MODEL_DIR=dir" in message and "MODEL_TAG=name:version" in message
+    assert "Traceback" not in done.stderr
+    assert not state_dir.exists()  # neither the state directory nor mlflow.db
+
+
+def test_without_a_champion_in_an_existing_registry_it_says_make_demo(tmp_path: Path) -> None:
+    env = _empty_state_env(tmp_path)
+    connect = "from steps.core.settings import load_settings; from steps.io import tracking; "
+    connect += "tracking.connect(load_settings())"
+    subprocess.run([sys.executable, "-c", connect], cwd=REPO, env=env, check=True, timeout=120)
+
+    done = _run("--port", "3999", env=env)
+
+    message = " ".join(done.stderr.split())
+    assert done.returncode == 2
+    assert f"model 'attrition' has no alias 'champion' in sqlite:///{tmp_path}" in message
+    assert "run `make demo` first" in message
     assert "Traceback" not in done.stderr
 
 

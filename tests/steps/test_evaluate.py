@@ -40,6 +40,8 @@ def test_first_challenger_is_promoted_and_report_is_logged(
         "roc.png",
         "precision_recall.png",
         "calibration.png",
+        "confusion_matrix.png",
+        "feature_importance.png",
         "report.html",
     }  # no champion: no data-shift comparison
     local = Path(
@@ -50,6 +52,15 @@ def test_first_challenger_is_promoted_and_report_is_logged(
     logged = json.loads((local / "metrics.json").read_text())
     assert logged["decision"] == "promote"
     assert logged["models"]["challenger"]["roc_auc"] == result.challenger_metrics["roc_auc"]
+    assert logged["kinds"] == {"challenger": "xgboost"}
+    assert logged["comparison"] == []
+    served = logged["confusion"]["challenger"]
+    counts = ("true_positive", "false_positive", "false_negative", "true_negative")
+    assert sum(served[k] for k in counts) == result.rows_holdout
+    ranked = logged["importance"]["challenger"]
+    features = MlflowClient().get_run(trained.run_id).data.params["features"].split(",")
+    assert ranked and {i["feature"] for i in ranked} <= set(features)
+    assert [i["mean"] for i in ranked] == sorted((i["mean"] for i in ranked), reverse=True)
     tags = MlflowClient().get_run(trained.run_id).data.tags
     assert tags[names.DECISION_TAG] == "promote"
 
@@ -72,14 +83,22 @@ def test_weak_challenger_is_rejected_against_the_champion(
     assert result.champion is not None and result.champion.version == "1"
     assert result.champion.run_id == champion_run
     assert result.champion.metrics["roc_auc"] > result.challenger_metrics["roc_auc"] + 0.01
-    assert any("champion v1" in r and "exceeds" in r for r in result.reasons)
+    assert any(
+        "champion v1" in r and "worse, more than the allowed drop of 0.0100" in r
+        for r in result.reasons
+    )
+    logged = _metrics_json(weak_run)
+    roc = next(row for row in logged["comparison"] if row["metric"] == "roc_auc")
+    assert roc["difference"] < -0.01 and roc["better"] == "champion"
+    assert logged["kinds"] == {"challenger": "xgboost", "champion v1": "xgboost"}
+    assert set(logged["importance"]) == {"challenger", "champion v1"}
 
     # The CLI exits 3 with the reason, or writes decision=reject when asked not to fail.
     monkeypatch.setenv("LOOPLINE_STATE_DIR", str(tmp_path))
     out = tmp_path / "out"
     failed = CliRunner().invoke(app, ["evaluate", "--run-id", weak_run, "--out-dir", str(out)])
     assert failed.exit_code == 3
-    assert "reject" in failed.output and "exceeds the allowed regression" in failed.output
+    assert "reject" in failed.output and "more than the allowed drop" in failed.output
     kept = CliRunner().invoke(
         app, ["evaluate", "--run-id", weak_run, "--out-dir", str(out), "--no-fail-on-reject"]
     )

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from steps import evaluate, register, train
@@ -58,10 +60,18 @@ def test_registration_lifecycle(tmp_path: Path, churn_parquet: Path) -> None:
     assert (again.model_version, again.created) == ("1", False)
     assert len(MlflowClient().search_model_versions(f"name='{settings.model_name}'")) == 1
 
-    # Made champion (as its first deployment does), then a second gated run becomes
-    # challenger; the champion stays.
+    # A retrain on unchanged data (same seed) repeats v1: not registered again unless forced.
+    repeat = train.run(settings, pipeline_run="wf-repeat").run_id
+    evaluate.run(settings, repeat)
+    same = register.run(settings, repeat, pipeline_run="wf-repeat")
+    assert (same.model_version, same.created, same.identical_to) == ("1", False, "1")
+    assert len(MlflowClient().search_model_versions(f"name='{settings.model_name}'")) == 1
+
+    # Made champion (as its first deployment does), then a second gated run (another seed)
+    # becomes challenger; the champion stays.
     assert register.promote(settings, settings.model_name, "1").previous_champion is None
-    second = train.run(settings, pipeline_run="wf-2").run_id
+    reseeded = settings.model_copy(update={"seed": settings.seed + 1})
+    second = train.run(reseeded, pipeline_run="wf-2").run_id
     evaluate.run(settings, second)
     two = register.run(settings, second, pipeline_run="wf-2")
     assert two.model_version == "2"
@@ -79,6 +89,9 @@ def test_registration_lifecycle(tmp_path: Path, churn_parquet: Path) -> None:
         register.promote(settings, settings.model_name, "7")
     # Nothing moved on the failed promotion.
     assert _aliases(settings, settings.model_name)["champion"] == "2"
+    # Forced, the repeating run is registered after all.
+    forced = register.run(settings, repeat, pipeline_run="wf-repeat", force=True)
+    assert (forced.model_version, forced.created, forced.identical_to) == ("3", True, None)
 
 
 def test_cli_writes_outputs_and_model_commands_report(
@@ -96,12 +109,26 @@ def test_cli_writes_outputs_and_model_commands_report(
     assert sorted(p.name for p in out.iterdir() if p.name != "result.json") == ["model_version"]
     assert "champion" not in registered.output
 
-    shown = CliRunner().invoke(app, ["model", "show", settings.model_name])
-    assert shown.exit_code == 0 and run_id in shown.output
+    shown = CliRunner().invoke(app, ["model", "show", settings.model_name, "-o", "json"])
+    assert shown.exit_code == 0, shown.output
+    (version,) = json.loads(shown.output)
+    assert (version["version"], version["run_id"], version["kind"]) == ("1", run_id, "xgboost")
+    assert version["aliases"] == "challenger" and len(version["data_hash"]) == 12
+    assert 0.5 < version["holdout_roc_auc"] <= 1.0
+    table = CliRunner().invoke(app, ["model", "show", settings.model_name])
+    assert table.exit_code == 0 and run_id[:8] in table.output and "challenger" in table.output
+    listed = CliRunner().invoke(app, ["model", "list", "-o", "yaml"])
+    assert yaml.safe_load(listed.output) == [
+        {"model": settings.model_name, "versions": 1, "latest": "1", "aliases": "challenger -> v1"}
+    ]
+    # Not found: the message says what exists
     missing = CliRunner().invoke(app, ["model", "promote", settings.model_name, "9"])
-    assert missing.exit_code == 2 and "no version '9'" in missing.output
+    assert missing.exit_code == 2 and "no version '9'; its versions: 1" in missing.output
+    unknown = CliRunner().invoke(app, ["model", "promote", "chrun", "1"])
+    assert unknown.exit_code == 2
+    assert f"no registered model 'chrun'; registered: {settings.model_name}" in unknown.output
     unknown = CliRunner().invoke(app, ["model", "show", "no-such-model"])
-    assert unknown.exit_code == 2 and "no-such-model" in unknown.output
+    assert unknown.exit_code == 2 and f"registered: {settings.model_name}" in unknown.output
 
 
 def _native_dir(settings: Settings, run_id: str) -> Path:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from steps.core.errors import ConfigError
-from steps.core.settings import load_settings
+from steps.core.settings import load_settings, setting_variables, unknown_variables
 
 
 def test_defaults_keep_everything_under_the_state_dir(loopline_env: Path) -> None:
@@ -78,3 +78,39 @@ def test_settings_are_frozen(loopline_env: Path) -> None:
     settings = load_settings()
     with pytest.raises(ValueError, match="frozen"):
         settings.seed = 1  # type: ignore[misc]
+
+
+def test_a_variable_missing_the_double_underscore_is_an_error_naming_the_setting(
+    loopline_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the gate's minimum set with one underscore, as users type it
+    monkeypatch.setenv("LOOPLINE_GATE_MIN_VALUE", "0.99")
+    monkeypatch.setenv("LOOPLINE_SERVING__WORKERZ", "2")
+    # Then no setting is read silently at its default
+    with pytest.raises(ConfigError) as caught:
+        load_settings()
+    message = str(caught.value)
+    unknown = "not a Loopline setting (value not shown); did you mean"
+    assert f"LOOPLINE_GATE_MIN_VALUE: {unknown} LOOPLINE_GATE__MIN_VALUE?" in message
+    assert f"LOOPLINE_SERVING__WORKERZ: {unknown} LOOPLINE_SERVING__WORKERS?" in message
+    assert "0.99" not in message
+
+
+def test_every_field_and_section_field_is_a_known_variable() -> None:
+    known = setting_variables()
+    assert {"LOOPLINE_STATE_DIR", "LOOPLINE_GATE__MIN_VALUE", "LOOPLINE_IMAGE__REGISTRY",
+            "LOOPLINE_SERVING__MAX_BATCH_ROWS", "LOOPLINE_SCHEMAS_DIR"} <= known  # fmt: skip
+    assert "LOOPLINE_GATE" not in known  # a section is not a setting
+    assert unknown_variables({"LOOPLINE_GATE__MIN_VALUE": "0.9", "PATH": "/bin"}) == []
+    assert unknown_variables({"LOOPLINE_QQQQQQQQQQ": "1"}) == [
+        "  LOOPLINE_QQQQQQQQQQ: not a Loopline setting (value not shown)"
+    ]
+
+
+def test_a_list_setting_that_is_not_json_names_the_variable_and_the_form(
+    loopline_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOOPLINE_DATA__ID_COLUMNS", "customer_id,event_timestamp")
+    with pytest.raises(ConfigError, match=r"LOOPLINE_DATA__ID_COLUMNS: cannot parse the value; "
+                       r"a list setting takes JSON"):  # fmt: skip
+        load_settings()
