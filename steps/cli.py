@@ -85,6 +85,22 @@ def promote_command(
     console.print(f"{name}: champion {before} -> v{result.champion}")
 
 
+@model_app.command("prune")
+@reports_errors
+def prune_command(
+    name: Annotated[str, typer.Argument(help="registered model name")],
+    keep: Annotated[int, typer.Option(help="newest versions kept besides the aliased ones")] = 5,
+    dry_run: Annotated[bool, typer.Option(help="only say what would be deleted")] = False,
+) -> None:
+    """Delete old versions of NAME (never one an alias points at) and their local bentos."""
+    result = register.prune(load_settings(), name, keep, dry_run)
+    verb = "would delete" if dry_run else "deleted"
+    deleted = ", ".join(f"v{v}" for v in result.deleted) or "nothing"
+    console.print(f"{name}: {verb} {deleted}; kept {', '.join(f'v{v}' for v in result.kept)}")
+    if result.bentos_deleted:
+        console.print(f"bentos deleted: {', '.join(result.bentos_deleted)}")
+
+
 @model_app.command("list")
 @reports_errors
 def list_command(output: OutputOption = Output.table) -> None:

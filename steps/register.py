@@ -13,15 +13,17 @@ CLI: ``python -m steps.register --run-id ID --out-dir DIR``; output ``model_vers
 
 from __future__ import annotations
 
+import contextlib
+import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from pydantic import BaseModel
 
 from steps.core import names
 from steps.core.cli_support import console, new_app, reports_errors
-from steps.core.errors import RegistryError
+from steps.core.errors import ConfigError, RegistryError
 from steps.core.outputs import write_outputs, write_result
 from steps.core.settings import Settings, load_settings
 from steps.io import tracking
@@ -149,6 +151,61 @@ def promote(settings: Settings, name: str, version: str) -> PromoteResult:
     before = registry.alias_version(names.CHAMPION)
     registry.promote_champion(version)
     return PromoteResult(model_name=name, champion=version, previous_champion=before)
+
+
+class PruneResult(BaseModel):
+    """The versions deleted (with their local bentos) and those kept."""
+
+    model_name: str
+    deleted: list[str]
+    kept: list[str]
+    bentos_deleted: list[str]
+
+
+def prune(settings: Settings, name: str, keep: int, dry_run: bool = False) -> PruneResult:
+    """Delete the versions of ``name`` beyond the newest ``keep`` that no alias points at, and
+    the bentos and BentoML models built from them in the local store.
+
+    Raises:
+        RegistryError: when the model is not registered (naming those that are).
+        ConfigError: when ``keep`` is below 1.
+    """
+    if keep < 1:
+        raise ConfigError(f"--keep {keep}: expected at least 1 (the newest version is kept)")
+    tracking.connect(settings)
+    registry = Registry(name)
+    registry.require()
+    versions = registry.all_versions()
+    aliased = set(registry.aliases().values())
+    newest = {str(v.version) for v in versions[-keep:]}
+    doomed = [v for v in versions if str(v.version) not in newest | aliased]
+    bentos: list[str] = []
+    if not dry_run:
+        for version in doomed:
+            registry.delete_version(str(version.version))
+            bentos += _delete_bentos(settings, name, version)
+    return PruneResult(
+        model_name=name,
+        deleted=[str(v.version) for v in doomed],
+        kept=[str(v.version) for v in versions if v not in doomed],
+        bentos_deleted=bentos,
+    )
+
+
+def _delete_bentos(settings: Settings, name: str, version: Any) -> list[str]:
+    """Delete the local bentos labelled with ``version``'s run, and its BentoML model."""
+    os.environ["BENTOML_HOME"] = str(settings.resolved_bentoml_home)
+    import bentoml
+
+    deleted = []
+    for bento in bentoml.bentos.list():
+        if bento.info.labels.get("run_id") == version.run_id:
+            bentoml.bentos.delete(bento.tag)
+            deleted.append(str(bento.tag))
+    model_tag = f"{name}:v{version.version}-{version.run_id[:8]}".lower()
+    with contextlib.suppress(bentoml.exceptions.NotFound):
+        bentoml.models.delete(model_tag)
+    return deleted
 
 
 app = new_app("Register a gated model version and set its aliases.")

@@ -168,6 +168,22 @@ class Registry:
         except MlflowException as err:
             raise mlflow_error(err, f"cannot tag {self.model_name} v{version}") from err
 
+    def delete_version(self, version: str) -> None:
+        """Delete ``version`` from the registry (its run and artifacts stay in tracking).
+
+        Raises:
+            RegistryError: when it does not exist, or an alias points at it (naming the alias:
+                move it first).
+        """
+        found = self.version(version)
+        held = self.aliases_of(str(found.version))
+        if held:
+            raise RegistryError(
+                f"model {self.model_name!r} version {version} is {', '.join(held)}: not deleted "
+                "(move the alias first)"
+            )
+        self._client.delete_model_version(self.model_name, str(version))
+
     def set_alias(self, alias: str, version: str) -> None:
         """Point ``alias`` at ``version``."""
         self._client.set_registered_model_alias(self.model_name, alias, str(version))

@@ -9,11 +9,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from steps import evaluate, register, train
+from steps import build, evaluate, register, train
 from steps.cli import app
 from steps.core import names
 from steps.core.errors import RegistryError, ServabilityError
 from steps.core.settings import Settings
+from steps.io.registry import Registry
 from tests.fixtures.training import make_champion, small_settings
 
 pytestmark = pytest.mark.integration
@@ -93,6 +94,24 @@ def test_registration_lifecycle(tmp_path: Path, churn_parquet: Path) -> None:
     forced = register.run(settings, repeat, pipeline_run="wf-repeat", force=True)
     assert (forced.model_version, forced.created, forced.identical_to) == ("3", True, None)
 
+    # Pruning keeps every aliased version and the newest; v3 (built) loses its alias to v4.
+    built = build.run(settings, version="3")
+    third = train.run(settings.model_copy(update={"seed": settings.seed + 2})).run_id
+    evaluate.run(settings, third)
+    assert register.run(settings, third).model_version == "4"
+    dry = register.prune(settings, settings.model_name, keep=1, dry_run=True)
+    assert (dry.deleted, dry.kept) == (["3"], ["1", "2", "4"])
+    assert len(MlflowClient().search_model_versions(f"name='{settings.model_name}'")) == 4
+    pruned = register.prune(settings, settings.model_name, keep=1)
+    assert pruned.deleted == ["3"] and pruned.bentos_deleted == [built.bento_tag]
+    left = MlflowClient().search_model_versions(f"name='{settings.model_name}'")
+    assert sorted(str(v.version) for v in left) == ["1", "2", "4"]
+    import bentoml
+
+    assert built.bento_tag not in {str(bento.tag) for bento in bentoml.bentos.list()}
+    with pytest.raises(RegistryError, match="version 2 is champion: not deleted"):
+        Registry(settings.model_name).delete_version("2")
+
 
 def test_cli_writes_outputs_and_model_commands_report(
     tmp_path: Path, churn_parquet: Path, monkeypatch: pytest.MonkeyPatch
@@ -129,6 +148,10 @@ def test_cli_writes_outputs_and_model_commands_report(
     assert f"no registered model 'chrun'; registered: {settings.model_name}" in unknown.output
     unknown = CliRunner().invoke(app, ["model", "show", "no-such-model"])
     assert unknown.exit_code == 2 and f"registered: {settings.model_name}" in unknown.output
+    pruned = CliRunner().invoke(app, ["model", "prune", settings.model_name, "--dry-run"])
+    assert pruned.exit_code == 0 and "would delete nothing; kept v1" in pruned.output
+    refused = CliRunner().invoke(app, ["model", "prune", settings.model_name, "--keep", "0"])
+    assert refused.exit_code == 2 and "--keep 0: expected at least 1" in refused.output
 
 
 def _native_dir(settings: Settings, run_id: str) -> Path:

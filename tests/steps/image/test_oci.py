@@ -118,3 +118,37 @@ def test_a_corrupt_blob_is_named(tmp_path: Path) -> None:
     (layout / "blobs" / "sha256" / top.removeprefix("sha256:")).write_text("{}")
     with pytest.raises(BuildError, match=f"blob {top} does not match its digest"):
         oci.unpack(layout, "arm64", tmp_path / "root")
+
+
+@pytest.mark.parametrize(
+    ("member", "linkname", "message"),
+    [
+        ("../escape.txt", "", "would be written outside the directory"),
+        ("/etc/passwd", "", "would be written outside the directory"),
+        ("usr/lib/evil", "../../../outside", "links outside the directory"),
+    ],
+)
+def test_an_archive_member_that_leaves_the_directory_is_refused(
+    tmp_path: Path, member: str, linkname: str, message: str
+) -> None:
+    archive = tmp_path / "bad.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        info = tarfile.TarInfo(member)
+        if linkname:
+            info.type, info.linkname = tarfile.SYMTYPE, linkname
+        tar.addfile(info)
+    with pytest.raises(BuildError, match=f"bad archive: .*{message}"):
+        oci.extract(archive, tmp_path / "out", "bad archive")
+    assert not (tmp_path / "escape.txt").exists()
+
+
+def test_absolute_links_are_kept_for_a_root_and_refused_for_a_bento(tmp_path: Path) -> None:
+    archive = tmp_path / "links.tar"
+    with tarfile.open(archive, "w") as tar:
+        info = tarfile.TarInfo("usr/bin/python")
+        info.type, info.linkname = tarfile.SYMTYPE, "/usr/bin/python3"
+        tar.addfile(info)
+    oci.extract(archive, tmp_path / "root", "root")
+    assert (tmp_path / "root" / "usr" / "bin" / "python").readlink() == Path("/usr/bin/python3")
+    with pytest.raises(BuildError, match=r"links to the absolute path '/usr/bin/python3'"):
+        oci.extract(archive, tmp_path / "bento", "bento", absolute_links=False)
