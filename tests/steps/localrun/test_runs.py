@@ -201,3 +201,34 @@ def test_ctrl_c_exits_130_and_records_the_run_as_interrupted(
     assert [(n["display_name"], n["phase"]) for n in record["nodes"] if n["type"] == "Pod"] == [
         ("wait", "Failed")
     ]
+
+
+RETRIED = """
+apiVersion: argoproj.io/v1alpha1
+kind: Workflow
+metadata:
+  generateName: retried-
+spec:
+  entrypoint: main
+  templates:
+    - name: main
+      retryStrategy:
+        limit: "1"
+      container:
+        image: loopline:latest
+        command: [python, -c, "import sys\\nprint('trying')\\nsys.exit(3)"]
+"""
+
+
+def test_a_retrying_node_shows_its_attempt_last_error_and_next_try(
+    cli: typer.Typer, write_yaml: WriteYaml, loopline_env: Path
+) -> None:
+    code, output = invoke(cli, "run", str(write_yaml(RETRIED)), "--backoff-scale", "0")
+    assert code == 1
+    lines = [line.split(None, 2) for line in output.splitlines() if line.startswith("main ")]
+    lines = [parts for parts in lines if len(parts) == 3]  # lines with a message
+    waiting = [rest for _, phase, rest in lines if phase == "Running" and "next try" in rest]
+    assert len(waiting) == 1
+    assert waiting[0].startswith("attempt 1 of 2 failed: exit code 3; next try in 0 s (at ")
+    running = [rest for _, phase, rest in lines if phase == "Running" and "attempt 2" in rest]
+    assert running == ["attempt 2 of 2 running; attempt 1 failed: exit code 3"]
