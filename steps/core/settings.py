@@ -9,6 +9,7 @@ directory (``.loopline/``): a SQLite MLflow tracking store and registry and a lo
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -395,6 +396,7 @@ OTHER_VARIABLES = frozenset({"LOOPLINE_SCHEMAS_DIR"})
 """``LOOPLINE_*`` variables read outside the settings (``scripts/manifest_schemas.py``)."""
 
 
+@functools.cache
 def setting_variables() -> frozenset[str]:
     """Every ``LOOPLINE_*`` environment variable that means something: each field of
     :class:`Settings` (``LOOPLINE_SECTION__FIELD`` for a section's), of the service's

@@ -5,7 +5,8 @@ inside the unpacked root with ``proot`` (no root, no chroot, no daemon: ptrace o
 child), under QEMU user emulation (``proot -q qemu-<arch>-static``) when the image's
 architecture is not this machine's, waits for ``/readyz`` and posts the bento's smoke rows
 (held-out rows and the MLflow model's probabilities for them, written by the build step) to
-``/predict_batch``. Every probability must equal MLflow's within :data:`MAX_ABS_DIFF`.
+``/predict_batch``. Every probability must equal MLflow's within
+:data:`steps.ml.servability.MAX_ABS_DIFF` (the servability check's and deploy's limit).
 """
 
 from __future__ import annotations
@@ -29,9 +30,9 @@ import httpx
 from steps.core import names
 from steps.core.errors import BuildError, StackError
 from steps.image import oci, recipe
+from steps.ml.servability import MAX_ABS_DIFF
 from steps.platform.local import processes
 
-MAX_ABS_DIFF = 1e-6
 PR_SET_DUMPABLE = 4
 HOST_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(host_platform.machine(), "")
 
